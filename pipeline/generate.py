@@ -11,14 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline import schemas
 from pipeline.codec import build_report_line, build_terminal_info
-from pipeline.crypto.suites import Encryptor, associated_data
 from pipeline.market import App, Device, Investor, Market
 from pipeline.profile import layouts, limits
 
@@ -32,11 +31,15 @@ _DAY_MS = 86_400_000
 _CST_MS = 8 * 3_600_000
 
 
+class Sealing(Protocol):
+    def encrypt(self, vendor_id: str, key_version: int, plaintext: bytes) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class KeySet:
-    """Encryptors by key version, and which versions are usable, revoked, or test keys."""
+    """The reporter's public keys, and which versions are usable, revoked, or test keys."""
 
-    encryptors: Mapping[int, Encryptor]
+    reporter: Sealing
     active: tuple[int, ...]
     revoked: int
     test: int
@@ -237,8 +240,9 @@ class _Planner:
             plaintext = plaintext.replace(b"@" + values["collect_time"].encode() + b"@", b"@2025-13-45 99:99:99@", 1)
         elif defect == "E304":
             plaintext = plaintext.replace(b"@", b"@\xff\xfe", 1)
-        encrypt_version = key_version if key_version in self.keys.encryptors else self.keys.active[0]
-        blob = self.keys.encryptors[encrypt_version].encrypt(plaintext, associated_data(vendor_id, key_version))
+        # An unknown version is rejected before decryption, so any real key can seal that blob.
+        sealed_with = self.keys.active[0] if defect == "E201" else key_version
+        blob = self.keys.reporter.encrypt(vendor_id, sealed_with, plaintext)
         if defect == "E204":
             position = 1 + rng.randrange(len(blob) - 1)
             blob = blob[:position] + bytes([blob[position] ^ 0x40]) + blob[position + 1 :]

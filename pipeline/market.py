@@ -207,10 +207,7 @@ def build_market(config: MarketConfig) -> Market:
             investor_id = f"{rng.randrange(10**8):08d}{j:04d}"[-12:]
             codes: dict[str, str] = {}
             if rng.random() >= config.no_code_share:
-                if is_member:
-                    chosen = [config.exchange_reporter]
-                else:
-                    chosen = rng.sample(EXCHANGES, rng.randint(1, 3))
+                chosen = [config.exchange_reporter] if is_member else rng.sample(EXCHANGES, rng.randint(1, 3))
                 codes = {ex: f"{rng.randrange(10**8):08d}" for ex in sorted(chosen)}
             device = _device(rng, len(devices))
             devices[device.device_key] = device

@@ -1,0 +1,123 @@
+"""Settings: one frozen object with nested groups, built once (from the environment) and passed down.
+
+Every knob is an `LT_*` environment variable; `Settings.from_env` reads them, and
+`Settings.from_mapping` rejects unknown keys so a typo fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.errors import ConfigError
+from pipeline.profile import limits
+
+PROCESSING_SYSTEM = "lookthrough"
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    ingress_prefix: str = "lt.ingress."
+    exchange_prefix: str = "lt.exchange."
+    reports: str = "lt.reports"
+    feedback_prefix: str = "lt.feedback."
+    dlq: str = "lt.dlq"
+    ref_prefix: str = "lt.ref."
+
+    def ingress(self, reporter: str) -> str:
+        return self.ingress_prefix + reporter
+
+    def reporter_of(self, topic: str) -> str:
+        if not topic.startswith(self.ingress_prefix):
+            raise ConfigError(f"{topic!r} is not an ingress topic")
+        return topic[len(self.ingress_prefix) :]
+
+    def exchange(self, exchange: str) -> str:
+        return self.exchange_prefix + exchange
+
+    def feedback(self, reporter: str) -> str:
+        return self.feedback_prefix + reporter
+
+    def ref(self, kind: str) -> str:
+        return self.ref_prefix + kind
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str = "127.0.0.1:19092"
+    partitions: int = 4
+    replication_factor: int = 1
+    exchange_retention_ms: int = 30 * 86_400_000
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    environment: str = "production"
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    version: str = __version__
+    keyring: Path | None = None
+    fingerprint_key: bytes = field(default=b"", repr=False)
+    time_skew_seconds: int = field(default_factory=lambda: limits().time_skew_seconds)
+    sharing_max_investors: int = field(default_factory=lambda: limits().device_sharing_max_investors)
+    sharing_window_seconds: int = field(default_factory=lambda: limits().device_sharing_window_seconds)
+
+
+@dataclass(frozen=True)
+class ClickHouseSettings:
+    host: str | None = None
+    port: int = 19000
+    database: str = "lookthrough"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: TopicNames = field(default_factory=TopicNames)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str]) -> Settings:
+        """Build from `group.name` → text; unknown keys raise ConfigError."""
+        groups: dict[str, dict[str, Any]] = {}
+        defaults = cls()
+        for dotted, text in values.items():
+            group, _, name = dotted.partition(".")
+            current = getattr(defaults, group, None)
+            known = {f.name: f for f in fields(current)} if current is not None else {}
+            if name not in known:
+                raise ConfigError(f"unknown setting {dotted!r}")
+            groups.setdefault(group, {})[name] = _convert(getattr(current, name), text, dotted)
+        return replace(defaults, **{g: replace(getattr(defaults, g), **v) for g, v in groups.items()})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read `LT_<GROUP>_<NAME>` variables (e.g. LT_KAFKA_BOOTSTRAP, LT_PIPELINE_KEYRING)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for group in ("kafka", "topics", "pipeline", "clickhouse"):
+            for f in fields(getattr(cls(), group)):
+                var = f"LT_{group}_{f.name}".upper()
+                if var in environ:
+                    values[f"{group}.{f.name}"] = environ[var]
+        return cls.from_mapping(values)
+
+
+def _convert(default: Any, text: str, name: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            return text.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, bytes):
+            return text.encode()
+        if isinstance(default, Path) or name.endswith("keyring"):
+            return Path(text)
+    except ValueError:
+        raise ConfigError(f"setting {name} is not a valid {type(default).__name__}") from None
+    return text

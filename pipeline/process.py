@@ -1,0 +1,146 @@
+"""One ingress record through every stage: decode → decrypt → normalize → enrich → route.
+
+`Processor.process` is pure apart from the device-sharing state it updates: it returns
+the output records (topic, key, Avro single-object value) instead of producing them, so
+the stream app, the benchmarks and the tests share exactly this code. Every input yields
+exactly one feedback record, plus either the accepted outputs or one dead letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pipeline import schemas
+from pipeline.config import PROCESSING_SYSTEM, Settings
+from pipeline.crypto.suites import blob_suite
+from pipeline.errors import RejectError
+from pipeline.refdata import ReferenceData
+from pipeline.stages import decode, enrich, normalize, route
+
+REPORTS = "lookthrough.TerminalRecord"
+EXCHANGE = "lookthrough.ExchangeRecord"
+FEEDBACK = "lookthrough.Feedback"
+DEAD_LETTER = "lookthrough.DeadLetter"
+
+
+class Decrypting(Protocol):
+    def decrypt(self, vendor_id: str, key_version: int, blob: bytes, now_ms: int | None = None) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What became of one input: `code` is None when accepted."""
+
+    outputs: list[Output]
+    code: str | None
+    warnings: tuple[str, ...] = ()
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: Settings,
+        keyring: Decrypting,
+        ref: ReferenceData,
+        sharing: MutableMapping[str, dict[str, int]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.keyring = keyring
+        self.ref = ref
+        self.sharing: MutableMapping[str, dict[str, int]] = {} if sharing is None else sharing
+        p = settings.pipeline
+        self.normalize_settings = normalize.NormalizeSettings(
+            p.time_skew_seconds * 1000, normalize.NormalizeSettings.from_profile().login_future_tolerance_ms
+        )
+        self.enrich_settings = enrich.EnrichSettings(
+            p.fingerprint_key, p.sharing_max_investors, p.sharing_window_seconds * 1000
+        )
+
+    def provenance(self, schema_fingerprint: str, now_ms: int, source: str) -> dict[str, Any]:
+        return {
+            "source": source,
+            "processing_system": PROCESSING_SYSTEM,
+            "pipeline_instance": self.settings.pipeline.instance,
+            "pipeline_version": self.settings.pipeline.version,
+            "schema_fingerprint": schema_fingerprint,
+            "processed_at": now_ms,
+        }
+
+    def accept(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, now_ms: int
+    ) -> dict[str, Any]:
+        """Run the stages; return the enriched TerminalRecord dict or raise RejectError."""
+        reporter = self.settings.topics.reporter_of(topic)
+        decoded = decode.decode(value, reporter)
+        line = decoded.line
+        plaintext = self.keyring.decrypt(line.vendor_id, line.key_version, line.terminal_info, now_ms)
+        record = normalize.normalize(decoded.envelope, line, plaintext, self.normalize_settings)
+        record["suite"] = blob_suite(line.terminal_info).label
+        enrich.enrich(record, self.ref, self.enrich_settings)
+        fingerprint = record["device_fingerprint"]
+        if fingerprint is not None:
+            seen = self.sharing.get(fingerprint) or {}
+            enrich.sharing_warning(record, seen, self.enrich_settings)
+            self.sharing[fingerprint] = seen  # reassign so table-backed mappings persist the change
+        record["source"] = {"topic": topic, "partition": partition, "offset": offset}
+        record["provenance"] = self.provenance(decoded.schema_fingerprint, now_ms, reporter)
+        return record
+
+    def process(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, now_ms: int
+    ) -> Result:
+        topics = self.settings.topics
+        reporter = topics.reporter_of(topic)
+        try:
+            record = self.accept(topic, partition, offset, key, value, now_ms)
+        except RejectError as error:
+            report_id, correction_of = _identity(value)
+            dlq = route.dead_letter(
+                key=key, value=value, topic=topic, partition=partition, offset=offset, error=error,
+                reporter_id=reporter, report_id=report_id, failed_at=now_ms,
+                processing_system=PROCESSING_SYSTEM,
+            )  # fmt: skip
+            # Input we cannot even read still gets feedback, named by its position.
+            feedback_id = report_id or f"{topic}/{partition}/{offset}"
+            feedback = route.rejected_feedback(feedback_id, reporter, error, correction_of, now_ms)
+            return Result(
+                [
+                    Output(topics.dlq, key, schemas.encode(DEAD_LETTER, dlq)),
+                    Output(topics.feedback(reporter), feedback_id.encode(), schemas.encode(FEEDBACK, feedback)),
+                ],
+                error.code,
+            )
+        outputs = [
+            Output(
+                topics.reports,
+                f"{record['reporter_id']}:{record['investor_id']}".encode(),
+                schemas.encode(REPORTS, record),
+            )
+        ]
+        for exchange, trading_code in route.route(record, self.ref.licensed_exchanges(now_ms)):
+            out = route.exchange_record(record, exchange, trading_code)
+            outputs.append(Output(topics.exchange(exchange), trading_code.encode(), schemas.encode(EXCHANGE, out)))
+        feedback = route.accepted_feedback(record, now_ms)
+        outputs.append(
+            Output(topics.feedback(reporter), record["report_id"].encode(), schemas.encode(FEEDBACK, feedback))
+        )
+        return Result(outputs, None, tuple(sorted(set(record["warnings"]))))
+
+
+def _identity(value: bytes) -> tuple[str | None, str | None]:
+    """Best-effort report_id and correction_of of a rejected value, for feedback and the DLQ."""
+    try:
+        _, envelope = schemas.decode(value, expected=decode.ENVELOPE)
+    except RejectError:
+        return None, None
+    report_id = envelope.get("report_id") or None
+    return report_id, envelope.get("correction_of")
