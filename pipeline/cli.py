@@ -16,6 +16,8 @@ from pipeline.errors import LookthroughError
 # Modules that expose `register(subparsers)`; each sets `handler` on its parsers.
 COMMAND_MODULES = (
     "pipeline.crypto.admin",
+    "pipeline.commands.generate",
+    "pipeline.commands.bench",
 )
 
 

@@ -7,6 +7,7 @@ because the values are decrypted identifiers.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import math
 import re
@@ -24,7 +25,49 @@ _HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}([-:]?)[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
+_IPV4 = re.compile(r"(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})")
+
+# IPv4 blocks that are not globally routable (IANA special-purpose registry, as `ipaddress`
+# uses), as sorted (first, last) integers so the hot path needs one bisect, not 17 `in` tests.
+_NON_GLOBAL_V4 = sorted(
+    (int(net.network_address), int(net.broadcast_address))
+    for net in map(ipaddress.IPv4Network, (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    ))
+)  # fmt: skip
+_NON_GLOBAL_STARTS = [first for first, _ in _NON_GLOBAL_V4]
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ipv4_value(text: str) -> int | None:
+    """The address as an integer for canonical dotted IPv4 text, else None."""
+    match = _IPV4.fullmatch(text)
+    if match is None:
+        return None
+    value = 0
+    for octet in match.groups():
+        number = int(octet)
+        if number > 255:
+            return None
+        value = value << 8 | number
+    return value
+
+
+def ipv4_is_global(value: int) -> bool:
+    index = bisect.bisect_right(_NON_GLOBAL_STARTS, value) - 1
+    return index < 0 or value > _NON_GLOBAL_V4[index][1]
+
+
+def normalize_public_ip(field: str, text: str) -> tuple[str, bool]:
+    """(RFC 5952 text, is globally routable) of a public IP; the IPv4 path avoids `ipaddress`."""
+    value = _ipv4_value(text)
+    if value is not None:
+        return text, ipv4_is_global(value)
+    address = parse_ip(field, text)
+    return address.compressed, address.is_global
 
 
 def _bad(field: str, what: str) -> TerminalInfoError:
@@ -77,6 +120,8 @@ def parse_ip(field: str, text: str) -> IPAddress:
 
 def normalize_ip(field: str, text: str) -> str:
     """RFC 5952 text of the address (IPv4 stays dotted)."""
+    if _ipv4_value(text) is not None:
+        return text
     return parse_ip(field, text).compressed
 
 

@@ -39,13 +39,6 @@ class Layout:
     items: tuple[tuple[int, tuple[int, ...]], ...]
     optional: frozenset[int]
 
-    @property
-    def known_bits(self) -> int:
-        mask = 0
-        for bit, _ in self.items:
-            mask |= 1 << bit
-        return mask
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:

@@ -54,8 +54,8 @@ def normalize(
     warnings: list[str] = []
     flags: list[str] = []
 
-    public_ip = fields.parse_ip("public_ip", line.public_ip)
-    if not public_ip.is_global:
+    public_ip, is_global = fields.normalize_public_ip("public_ip", line.public_ip)
+    if not is_global:
         warnings.append("W408")
     public_port = fields.parse_port("public_port", line.public_port)
     login_time = _login_ms(line, envelope["received_at"], settings, flags)
@@ -103,7 +103,7 @@ def normalize(
                 continue
             record[spec.target] = text.upper() if spec.format == "upper_text" else text
 
-    if _flags_inconsistent(layout.items, layout.known_bits, present, collect_flags):
+    if _missing_mask(layout.items, present) != collect_flags:
         warnings.append("W406")
     if collect_time is None:
         # The collector could not read its clock; keep the record, timed by the login.
@@ -125,7 +125,7 @@ def normalize(
         vendor_id=line.vendor_id,
         key_version=line.key_version,
         app_type=line.app_type,
-        public_ip=public_ip.compressed,
+        public_ip=public_ip,
         public_port=public_port,
         login_time=login_time,
         app_id=line.app_id,
@@ -144,14 +144,17 @@ def normalize(
     return record
 
 
-def _flags_inconsistent(
-    items: tuple[tuple[int, tuple[int, ...]], ...], known_bits: int, present: list[bool], collect_flags: int
-) -> bool:
-    """Profile §5: an empty item must have its bit, and a set bit must cover an empty item."""
-    if collect_flags & ~known_bits:
-        return True
+def _missing_mask(items: tuple[tuple[int, tuple[int, ...]], ...], present: list[bool]) -> int:
+    """The collect_flags value profile §5 requires: the bit of every item whose fields are all empty.
+
+    A report is consistent exactly when its collect_flags equal this mask: an empty item
+    without its bit, a bit over a collected item, and an unknown bit all make them differ.
+    """
+    mask = 0
     for bit, positions in items:
-        missing = not any(present[p] for p in positions)
-        if missing != bool(collect_flags >> bit & 1):
-            return True
-    return False
+        for p in positions:
+            if present[p]:
+                break
+        else:
+            mask |= 1 << bit
+    return mask
