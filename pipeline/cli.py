@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "pipeline.crypto.admin",
     "pipeline.commands.generate",
     "pipeline.commands.bench",
+    "pipeline.commands.run",
+    "pipeline.send",
 )
 
 

@@ -25,6 +25,7 @@ class TopicNames:
     ingress_prefix: str = "lt.ingress."
     exchange_prefix: str = "lt.exchange."
     reports: str = "lt.reports"
+    sharing_state: str = "lt.state.device-sharing"
     feedback_prefix: str = "lt.feedback."
     dlq: str = "lt.dlq"
     ref_prefix: str = "lt.ref."
@@ -50,6 +51,7 @@ class TopicNames:
 @dataclass(frozen=True)
 class KafkaSettings:
     bootstrap: str = "127.0.0.1:19092"
+    group: str = "lookthrough-pipeline"
     partitions: int = 4
     replication_factor: int = 1
     exchange_retention_ms: int = 30 * 86_400_000
@@ -58,6 +60,9 @@ class KafkaSettings:
 @dataclass(frozen=True)
 class PipelineSettings:
     environment: str = "production"
+    batch_size: int = 500
+    batch_timeout_ms: int = 100
+    metrics_port: int = 0
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     version: str = __version__
     keyring: Path | None = None

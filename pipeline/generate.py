@@ -73,6 +73,8 @@ class Truth:
     w409_possible: bool = False
     exchanges: dict[str, str] = field(default_factory=dict)
     correction_of: str | None = None
+    broker_id: str = ""
+    app_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -275,7 +277,8 @@ class _Planner:
 
         topic = f"lt.ingress.{reporter_id}"
         truth = Truth(index, topic, reporter_id, report_id, market.investor_key(inv), device.device_key,
-                      "accepted", correction_of=correction_of)  # fmt: skip
+                      "accepted", correction_of=correction_of, broker_id=inv.broker_id,
+                      app_ids=[a for a in (app_id, relay_app_id) if a])  # fmt: skip
         if defect and defect.startswith("E"):
             truth.outcome, truth.code = "rejected", defect
         else:

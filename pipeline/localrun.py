@@ -1,0 +1,111 @@
+"""Run the pipeline locally: worker subprocesses, feeding a generated market, waiting for the drain.
+
+Shared by `lookthrough demo` and the integration tests, so both exercise the same path a
+operator runs: `lookthrough run` processes in their own interpreters.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from confluent_kafka import Producer
+
+from pipeline.config import Settings
+from pipeline.readback import read_all, topics_matching
+
+
+def isolated_env(prefix: str, bootstrap: str) -> dict[str, str]:
+    """LT_* variables giving every topic and the consumer group a `prefix`, for side-by-side runs."""
+    return {
+        "LT_KAFKA_BOOTSTRAP": bootstrap,
+        "LT_KAFKA_GROUP": f"{prefix}pipeline",
+        "LT_TOPICS_INGRESS_PREFIX": f"{prefix}ingress.",
+        "LT_TOPICS_EXCHANGE_PREFIX": f"{prefix}exchange.",
+        "LT_TOPICS_REPORTS": f"{prefix}reports",
+        "LT_TOPICS_SHARING_STATE": f"{prefix}state.device-sharing",
+        "LT_TOPICS_FEEDBACK_PREFIX": f"{prefix}feedback.",
+        "LT_TOPICS_DLQ": f"{prefix}dlq",
+        "LT_TOPICS_REF_PREFIX": f"{prefix}ref.",
+    }
+
+
+def start_worker(env: Mapping[str, str], instance: str, log: IO[Any] | None = None) -> subprocess.Popen[bytes]:
+    """Start `lookthrough run --instance <instance>` with `env` added to this environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--instance", instance],
+        env={**os.environ, **env},
+        stdout=log or subprocess.DEVNULL,
+        stderr=log or subprocess.DEVNULL,
+    )
+
+
+def feed(settings: Settings, ingress_jsonl: Path, *, rate: float = 0.0, progress: bool = False) -> int:
+    """Produce a generated ingress file, mapping `lt.ingress.` onto the configured ingress prefix."""
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True,
+                         "acks": "all", "linger.ms": 5, "compression.type": "lz4"})  # fmt: skip
+    failures: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    lines = ingress_jsonl.read_text().splitlines()
+    start = time.monotonic()
+    for count, line in enumerate(lines, 1):
+        record = json.loads(line)
+        topic = settings.topics.ingress(record["topic"].removeprefix("lt.ingress."))
+        value = base64.b64decode(record["value"])
+        while True:
+            try:
+                producer.produce(topic, value, key=record["key"].encode(), on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        if rate > 0:
+            ahead = count / rate - (time.monotonic() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        if progress and (count % 500 == 0 or count == len(lines)):
+            _bar("feeding", count, len(lines))
+    producer.flush(60)
+    if failures:
+        raise RuntimeError(f"{len(failures)} ingress records were not delivered: {failures[0]}")
+    return len(lines)
+
+
+def _bar(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{end}")
+    sys.stderr.flush()
+
+
+def feedback_count(settings: Settings) -> int:
+    """Committed feedback records: exactly one per processed report."""
+    topics = topics_matching(settings.kafka.bootstrap, settings.topics.feedback_prefix)
+    # High watermarks include transaction markers, so count by reading.
+    return sum(len(v) for v in read_all(settings.kafka.bootstrap, topics, decode=False).values())
+
+
+def wait_drained(settings: Settings, expected: int, timeout: float = 300.0, progress: bool = False) -> int:
+    """Block until `expected` feedback records are committed; return the count seen."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        seen = feedback_count(settings)
+        if progress:
+            _bar("processed", min(seen, expected), expected)
+        if seen >= expected:
+            return seen
+        time.sleep(1.0)
+    raise TimeoutError(f"only {seen} of {expected} reports processed within {timeout:.0f}s")

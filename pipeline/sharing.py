@@ -1,0 +1,89 @@
+"""Device-sharing state (一机多户): fingerprint → {investor: last seen}, kept on a compacted topic.
+
+Workers are partitioned by investor, so one device's reports reach several workers. Each
+worker writes the device's state to `lt.state.device-sharing` inside its transaction and
+follows that topic to merge what the others saw. The merge takes the latest time per
+investor, so it is order-free and idempotent; a restarted worker rebuilds from the topic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from pipeline.config import Settings
+
+
+def merge(into: dict[str, int], other: dict[str, int]) -> None:
+    for investor, seen in other.items():
+        if into.get(investor, -1) < seen:
+            into[investor] = seen
+
+
+def encode_state(state: dict[str, int]) -> bytes:
+    return json.dumps(state, separators=(",", ":"), sort_keys=True).encode()
+
+
+class SharingTable(MutableMapping[str, dict[str, int]]):
+    """The per-device state; records which devices changed since `drain_changes`."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, dict[str, int]] = {}
+        self.changed: set[str] = set()
+
+    def __getitem__(self, key: str) -> dict[str, int]:
+        return self.state[key]
+
+    def __setitem__(self, key: str, value: dict[str, int]) -> None:
+        self.state[key] = value
+        self.changed.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self.state[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.state)
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    def drain_changes(self) -> list[tuple[str, bytes]]:
+        out = [(key, encode_state(self.state[key])) for key in self.changed if key in self.state]
+        self.changed.clear()
+        return out
+
+    def merge_remote(self, key: str, value: bytes) -> None:
+        merge(self.state.setdefault(key, {}), json.loads(value))
+
+
+class SharingFollower:
+    """Reads the sharing changelog from the start and merges it into a `SharingTable`."""
+
+    def __init__(self, settings: Settings, table: SharingTable, extra: dict[str, Any] | None = None) -> None:
+        self.table = table
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": "lookthrough-sharing-follower",  # never commits; always from the start
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            **(extra or {}),
+        })
+        topic = settings.topics.sharing_state
+        metadata = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
+        partitions = list(metadata.partitions) if metadata is not None and not metadata.error else []
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+
+    def poll(self, timeout: float = 0.0, max_messages: int = 2000) -> int:
+        count = 0
+        for message in self.consumer.consume(max_messages, timeout=timeout):
+            if message.error() or message.value() is None or message.key() is None:
+                continue
+            self.table.merge_remote(message.key().decode(), message.value())
+            count += 1
+        return count
+
+    def close(self) -> None:
+        self.consumer.close()

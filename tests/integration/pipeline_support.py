@@ -1,0 +1,142 @@
+"""Helpers for the pipeline integration tests: an isolated topic namespace per test,
+the generated market, workers as real subprocesses, and the ground-truth comparison."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+from pipeline import localrun, readback, refstore
+from pipeline.config import Settings
+from pipeline.refdata import KINDS
+from pipeline.topics import ensure_topics, output_topics
+
+
+@dataclass
+class Namespace:
+    env: dict[str, str]
+    settings: Settings
+    workdir: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self, instance: str) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"worker-{instance}.log", "ab")  # noqa: SIM115 - kept open for the child
+        worker = localrun.start_worker(self.env, instance, log)
+        self.workers.append(worker)
+        return worker
+
+    def stop_workers(self) -> list[int | None]:
+        codes = []
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
+            codes.append(worker.returncode)
+        self.workers.clear()
+        return codes
+
+    def worker_logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("worker-*.log")))
+
+
+@contextmanager
+def namespace(bootstrap: str, workdir: Path, keyring: str) -> Iterator[Namespace]:
+    """Topics under a fresh prefix; every topic of the prefix is deleted afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    env = localrun.isolated_env(prefix, bootstrap)
+    env.update(LT_PIPELINE_KEYRING=keyring, LT_PIPELINE_FINGERPRINT_KEY="test-fingerprint-key-0123456789ab",
+               LT_KAFKA_PARTITIONS="4")  # fmt: skip
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    settings = Settings.from_env()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    ensure_topics(admin, settings, output_topics(settings))
+    ns = Namespace(env, settings, workdir)
+    try:
+        yield ns
+    finally:
+        ns.stop_workers()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        names = readback.topics_matching(bootstrap, prefix)
+        if names:
+            for future in admin.delete_topics(names, operation_timeout=30).values():
+                future.result(timeout=60)
+
+
+def load_reference(settings: Settings, market_dir: Path) -> None:
+    for kind in KINDS:
+        refstore.publish(settings, kind, refstore.read_records(kind, market_dir / "reference" / f"{kind}.json"))
+
+
+def load_truth(market_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (market_dir / "truth.jsonl").read_text().splitlines()]
+
+
+@dataclass
+class Outputs:
+    reports: list[dict[str, Any]]
+    dlq: list[dict[str, Any]]
+    feedback: list[dict[str, Any]]
+    exchange: dict[str, list[dict[str, Any]]]
+
+
+def read_outputs(settings: Settings) -> Outputs:
+    t = settings.topics
+    bootstrap = settings.kafka.bootstrap
+    feedback_topics = readback.topics_matching(bootstrap, t.feedback_prefix)
+    exchange_topics = readback.topics_matching(bootstrap, t.exchange_prefix)
+    data = readback.read_all(bootstrap, [t.reports, t.dlq, *feedback_topics, *exchange_topics])
+    return Outputs(
+        reports=[v for _, v in data[t.reports]],
+        dlq=[v for _, v in data[t.dlq]],
+        feedback=[v for topic in feedback_topics for _, v in data[topic]],
+        exchange={topic.removeprefix(t.exchange_prefix): [v for _, v in data[topic]] for topic in exchange_topics},
+    )
+
+
+def assert_exactly_once(outputs: Outputs, truth: list[dict[str, Any]]) -> None:
+    """Every topic's content equals the ground truth: each accepted report once, nothing else."""
+    accepted = {t["report_id"]: t for t in truth if t["outcome"] == "accepted"}
+    rejected = [t for t in truth if t["outcome"] == "rejected"]
+
+    report_ids = Counter(r["report_id"] for r in outputs.reports)
+    missing = sorted(set(accepted) - set(report_ids))
+    extra = sorted(set(report_ids) - set(accepted))
+    duplicated = sorted(k for k, n in report_ids.items() if n > 1)
+    assert not (missing or extra or duplicated), (
+        f"lt.reports must hold each accepted report exactly once: {len(missing)} missing {missing[:5]}, "
+        f"{len(extra)} unexpected {extra[:5]}, {len(duplicated)} duplicated {duplicated[:5]}"
+    )
+
+    expected_exchange: dict[str, Counter[tuple[str, str]]] = {}
+    for t in accepted.values():
+        for ex, code in t["exchanges"].items():
+            expected_exchange.setdefault(ex, Counter())[(t["report_id"], code)] += 1
+    got_exchange = {
+        ex: Counter((r["report_id"], r["trading_code"]) for r in records)
+        for ex, records in outputs.exchange.items() if records
+    }  # fmt: skip
+    assert got_exchange == expected_exchange
+
+    assert sorted(d["error_code"] for d in outputs.dlq) == sorted(t["code"] for t in rejected)
+    assert len(truth) == len(outputs.reports) + len(outputs.dlq), "in = delivered + rejected"
+    assert len(outputs.feedback) == len(truth), "one feedback record per report"

@@ -1,0 +1,168 @@
+"""End to end on the real broker: a generated market through real worker processes.
+
+Expected values come from the generator's truth.jsonl (what it planted), never from
+running the stages in the test.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import localrun, refstore
+from pipeline.commands.generate import generate_market
+
+from .pipeline_support import assert_exactly_once, load_reference, load_truth, namespace, read_outputs
+
+ALL_CODES = {
+    "E101", "E102", "E103", "E104", "E105", "E201", "E202", "E203", "E204", "E205",
+    "E301", "E302", "E303", "E304", "E401",
+    "W402", "W403", "W404", "W405", "W406", "W407", "W408", "W409",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("market")
+    summary = generate_market(out, reports=20_000, seed=20190614, defect_rate=0.006, suites=("x25519", "rsa", "sm4"))
+    return out, summary
+
+
+def test_generated_market_matches_ground_truth(kafka_bootstrap: str, market: tuple[Path, dict[str, Any]],
+                                               tmp_path: Path) -> None:  # fmt: skip
+    market_dir, summary = market
+    truth = load_truth(market_dir)
+    with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
+        load_reference(ns.settings, market_dir)
+        ns.start_worker("a")
+        ns.start_worker("b")
+        localrun.feed(ns.settings, market_dir / "ingress.jsonl")
+        localrun.wait_drained(ns.settings, len(truth), timeout=300)
+        assert ns.stop_workers() == [0, 0], ns.worker_logs()[-2000:]
+        outputs = read_outputs(ns.settings)
+
+    assert_exactly_once(outputs, truth)
+
+    by_id = {t["report_id"]: t for t in truth}
+    feedback = {f["report_id"]: f for f in outputs.feedback}
+    seen_codes: set[str] = set()
+    for t in truth:
+        if t["outcome"] == "rejected":
+            if t["code"] == "E101":
+                continue  # not decodable: its feedback is named by position, checked below
+            f = feedback[t["report_id"]]
+            assert (f["status"], f["codes"]) == ("REJECTED", [t["code"]]), t["report_id"]
+            seen_codes.add(t["code"])
+        else:
+            f = feedback[t["report_id"]]
+            warnings = [c for c in f["codes"] if c != "W409"]
+            assert warnings == t["warnings"], t["report_id"]
+            assert f["status"] == ("WARNED" if f["codes"] else "ACCEPTED")
+            if "W409" in f["codes"]:
+                assert t["w409_possible"], f"W409 on a device the generator did not share: {t['report_id']}"
+            seen_codes.update(f["codes"])
+    e101 = [f for f in outputs.feedback if f["report_id"] not in by_id]
+    assert len(e101) == sum(t["code"] == "E101" for t in truth)
+    assert all(f["codes"] == ["E101"] for f in e101)
+    seen_codes.add("E101")
+    assert seen_codes >= ALL_CODES, f"codes never produced: {sorted(ALL_CODES - seen_codes)}"
+
+    # Exchanges get their trading code, never the internal investor ID, plus provenance.
+    for ex, records in outputs.exchange.items():
+        for r in records:
+            assert "investor_id" not in r and r["exchange"] == ex
+            assert r["provenance"]["processing_system"] == "lookthrough"
+            assert r["provenance"]["source"] == by_id[r["report_id"]]["reporter_id"]
+            assert r["correction_of"] == by_id[r["report_id"]]["correction_of"]
+    # A reporter's feedback goes to its own topic only.
+    assert Counter(f["reporter_id"] for f in outputs.feedback) == Counter(t["reporter_id"] for t in truth)
+
+
+@pytest.fixture(scope="module")
+def small_market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("small-market")
+    summary = generate_market(out, reports=6_000, seed=7, defect_rate=0.004, suites=("x25519", "sm4", "rsa"))
+    return out, summary
+
+
+def test_sigkill_three_times_keeps_exactly_once(kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]],
+                                                tmp_path: Path) -> None:  # fmt: skip
+    market_dir, summary = small_market
+    truth = load_truth(market_dir)
+    rng = random.Random(1234)
+    with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
+        # Small batches: many transactions in flight, so a kill lands mid-transaction.
+        ns.env["LT_PIPELINE_BATCH_SIZE"] = "50"
+        load_reference(ns.settings, market_dir)
+        worker = ns.start_worker("crash")
+        import threading
+
+        feeder = threading.Thread(
+            target=localrun.feed, args=(ns.settings, market_dir / "ingress.jsonl"), kwargs={"rate": 1500.0}
+        )
+        feeder.start()
+        for _ in range(3):
+            time.sleep(rng.uniform(1.0, 2.5))
+            worker.kill()  # SIGKILL: no cleanup, open transaction left behind
+            worker.wait()
+            worker = ns.start_worker("crash")
+        feeder.join()
+        localrun.wait_drained(ns.settings, len(truth), timeout=300)
+        ns.stop_workers()
+        outputs = read_outputs(ns.settings)
+    assert_exactly_once(outputs, truth)
+    # Per-investor order: within each exchange topic, one investor's reports keep the ingress order.
+    index = {t["report_id"]: t["index"] for t in truth}
+    for records in outputs.exchange.values():
+        last: dict[str, int] = {}
+        for r in records:
+            position = index[r["report_id"]]
+            assert position > last.get(r["trading_code"], -1), "per-investor order broken"
+            last[r["trading_code"]] = position
+
+
+def test_reference_update_applies_without_restart(kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]],
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    market_dir, summary = small_market
+    truth = load_truth(market_dir)
+    lines = (market_dir / "ingress.jsonl").read_text().splitlines(keepends=True)
+    half = len(lines) // 2
+    (tmp_path / "first.jsonl").write_text("".join(lines[:half]))
+    (tmp_path / "second.jsonl").write_text("".join(lines[half:]))
+    # The app and broker whose authorization is revoked: the most used clean pair of the second half.
+    pairs = Counter(
+        (app, t["broker_id"]) for t in truth[half:] if t["outcome"] == "accepted" and "W403" not in t["warnings"]
+        for app in t["app_ids"]
+    )  # fmt: skip
+    (app_id, broker_id), _ = pairs.most_common(1)[0]
+    apps = refstore.read_records("apps", market_dir / "reference" / "apps.json")
+    revoked = next(a for a in apps if a["app_id"] == app_id)
+    revoked = dict(revoked, authorized_brokers=[b for b in revoked["authorized_brokers"] if b != broker_id])
+
+    with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
+        load_reference(ns.settings, market_dir)
+        ns.start_worker("ref")
+        localrun.feed(ns.settings, tmp_path / "first.jsonl")
+        localrun.wait_drained(ns.settings, half, timeout=180)
+        refstore.publish(ns.settings, "apps", [revoked])
+        time.sleep(2.0)  # the worker polls reference topics between batches
+        localrun.feed(ns.settings, tmp_path / "second.jsonl")
+        localrun.wait_drained(ns.settings, len(truth), timeout=180)
+        assert ns.stop_workers() == [0]
+        outputs = read_outputs(ns.settings)
+
+    feedback = {f["report_id"]: f for f in outputs.feedback}
+    affected = [t for t in truth[half:] if t["outcome"] == "accepted" and app_id in t["app_ids"]
+                and t["broker_id"] == broker_id]  # fmt: skip
+    assert affected
+    for t in affected:
+        assert "W403" in feedback[t["report_id"]]["codes"], t["report_id"]
+    before = [t for t in truth[:half] if t["outcome"] == "accepted" and app_id in t["app_ids"]
+              and t["broker_id"] == broker_id]  # fmt: skip
+    for t in before:
+        assert ("W403" in feedback[t["report_id"]]["codes"]) == ("W403" in t["warnings"])
