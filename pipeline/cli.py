@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "pipeline.commands.generate",
     "pipeline.commands.bench",
     "pipeline.commands.run",
+    "pipeline.commands.subscribe",
+    "pipeline.commands.demo",
     "pipeline.send",
 )
 

@@ -48,7 +48,7 @@ def check_identifier(name: str, value: str, *, required: bool = True) -> None:
         return
     if len(value) > lim.max_length[name]:
         raise EnvelopeError("E104", f"{name} longer than {lim.max_length[name]} characters")
-    if not lim.id_pattern.match(value):
+    if not lim.id_pattern.fullmatch(value):
         raise EnvelopeError("E104", f"{name} has illegal characters")
 
 

@@ -19,8 +19,11 @@ CHINA_TZ = timezone(timedelta(hours=8), "CST")
 _DAY_MS = 86_400_000
 _CST_OFFSET_MS = 8 * 3_600_000
 
-_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-_TIME = re.compile(r"\d{2}:\d{2}:\d{2}")
+_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+_TIME = re.compile(r"[0-9]{2}:[0-9]{2}:[0-9]{2}")
+_DEGREES = re.compile(r"[+-]?[0-9]{1,3}(?:\.[0-9]+)?")
+# Instants an Avro timestamp-millis and Python's datetime can both hold (years 1-9999, China time).
+_MIN_MS, _MAX_MS = -62_135_625_600_000, 253_402_271_999_000
 _HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}([-:]?)[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -102,6 +105,8 @@ def infer_login_ms(field: str, text: str, received_at_ms: int, tolerance_ms: int
     moment = china_midnight + time_of_day
     if moment > received_at_ms + tolerance_ms:
         moment -= _DAY_MS  # logged in before midnight, reported after it
+    if not _MIN_MS <= moment <= _MAX_MS:
+        raise _bad(field, "a time that can be dated from received_at")
     return moment
 
 
@@ -143,7 +148,7 @@ def clean_text(field: str, text: str, max_length: int) -> str:
 def parse_location(field: str, text: str) -> tuple[float, float, bool]:
     """`latitude,longitude` in decimal degrees → (lat, lon, in_range)."""
     parts = text.split(",")
-    if len(parts) != 2:
+    if len(parts) != 2 or not all(_DEGREES.fullmatch(part.strip()) for part in parts):
         raise _bad(field, "a latitude,longitude pair")
     try:
         latitude, longitude = float(parts[0]), float(parts[1])

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from pipeline.config import Settings
 from pipeline.readback import read_all, topics_matching
+from pipeline.topics import ensure_topics, ingress_topic
 
 
 def isolated_env(prefix: str, bootstrap: str) -> dict[str, str]:
@@ -49,18 +51,22 @@ def start_worker(env: Mapping[str, str], instance: str, log: IO[Any] | None = No
 
 def feed(settings: Settings, ingress_jsonl: Path, *, rate: float = 0.0, progress: bool = False) -> int:
     """Produce a generated ingress file, mapping `lt.ingress.` onto the configured ingress prefix."""
+    records = [json.loads(line) for line in ingress_jsonl.read_text().splitlines()]
+    reporters = {r["topic"].removeprefix("lt.ingress.") for r in records}
+    # Onboarding a reporter creates its ingress topic with the configured partitions.
+    ensure_topics(AdminClient({"bootstrap.servers": settings.kafka.bootstrap}), settings,
+                  [ingress_topic(settings, reporter) for reporter in sorted(reporters)])  # fmt: skip
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True,
-                         "acks": "all", "linger.ms": 5, "compression.type": "lz4"})  # fmt: skip
+                         "acks": "all", "linger.ms": 5, "compression.type": "lz4",
+                         "partitioner": "murmur2_random"})  # fmt: skip
     failures: list[str] = []
 
     def delivered(err: Any, _msg: Any) -> None:
         if err is not None:
             failures.append(str(err))
 
-    lines = ingress_jsonl.read_text().splitlines()
     start = time.monotonic()
-    for count, line in enumerate(lines, 1):
-        record = json.loads(line)
+    for count, record in enumerate(records, 1):
         topic = settings.topics.ingress(record["topic"].removeprefix("lt.ingress."))
         value = base64.b64decode(record["value"])
         while True:
@@ -74,15 +80,19 @@ def feed(settings: Settings, ingress_jsonl: Path, *, rate: float = 0.0, progress
             ahead = count / rate - (time.monotonic() - start)
             if ahead > 0:
                 time.sleep(ahead)
-        if progress and (count % 500 == 0 or count == len(lines)):
-            _bar("feeding", count, len(lines))
+        if progress and (count % 500 == 0 or count == len(records)):
+            _bar("feeding", count, len(records))
     producer.flush(60)
     if failures:
         raise RuntimeError(f"{len(failures)} ingress records were not delivered: {failures[0]}")
-    return len(lines)
+    return len(records)
 
 
 def _bar(label: str, done: int, total: int) -> None:
+    if not sys.stderr.isatty():
+        if done >= total or done * 10 // max(total, 1) != (done - 500) * 10 // max(total, 1):
+            sys.stderr.write(f"{label}: {done}/{total}\n")
+        return
     width = 30
     filled = width * done // max(total, 1)
     end = "\n" if done >= total else ""
@@ -102,8 +112,8 @@ def wait_drained(settings: Settings, expected: int, timeout: float = 300.0, prog
     deadline = time.monotonic() + timeout
     seen = 0
     while time.monotonic() < deadline:
-        seen = feedback_count(settings)
-        if progress:
+        before, seen = seen, feedback_count(settings)
+        if progress and seen != before:
             _bar("processed", min(seen, expected), expected)
         if seen >= expected:
             return seen

@@ -76,7 +76,7 @@ class Processor:
         }
 
     def accept(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, now_ms: int
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, now_ms: int
     ) -> dict[str, Any]:
         """Run the stages; return the enriched TerminalRecord dict or raise RejectError."""
         reporter = self.settings.topics.reporter_of(topic)
@@ -96,7 +96,7 @@ class Processor:
         return record
 
     def process(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes, now_ms: int
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, now_ms: int
     ) -> Result:
         topics = self.settings.topics
         reporter = topics.reporter_of(topic)
@@ -104,8 +104,9 @@ class Processor:
             record = self.accept(topic, partition, offset, key, value, now_ms)
         except RejectError as error:
             report_id, correction_of = _identity(value)
+            original = value if value is not None else b""  # a tombstone on an ingress topic
             dlq = route.dead_letter(
-                key=key, value=value, topic=topic, partition=partition, offset=offset, error=error,
+                key=key, value=original, topic=topic, partition=partition, offset=offset, error=error,
                 reporter_id=reporter, report_id=report_id, failed_at=now_ms,
                 processing_system=PROCESSING_SYSTEM,
             )  # fmt: skip
@@ -136,7 +137,7 @@ class Processor:
         return Result(outputs, None, tuple(sorted(set(record["warnings"]))))
 
 
-def _identity(value: bytes) -> tuple[str | None, str | None]:
+def _identity(value: bytes | None) -> tuple[str | None, str | None]:
     """Best-effort report_id and correction_of of a rejected value, for feedback and the DLQ."""
     try:
         _, envelope = schemas.decode(value, expected=decode.ENVELOPE)

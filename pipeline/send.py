@@ -124,12 +124,15 @@ class SendState:
             "sent": sorted(self.sent),
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(json.dumps(head, separators=(",", ":")) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        try:
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.write(json.dumps(head, separators=(",", ":")) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise ConfigError(f"cannot write state file {self.path}: {exc.strerror}") from None
 
     def append_sent(self, report_ids: list[str]) -> None:
         """Record committed report IDs (one journal line, fsynced)."""
@@ -142,10 +145,13 @@ class SendState:
         self.closed = True
 
     def _append(self, entry: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # the next run reads the topic back, so nothing is sent twice
+            raise ConfigError(f"cannot append to state file {self.path}: {exc.strerror}") from None
 
 
 def _json_line(path: Path, number: int, raw: bytes) -> dict[str, Any]:
@@ -171,7 +177,10 @@ def _locked(*paths: Path) -> Iterator[None]:
     """Exclusive advisory locks on `paths` (created if missing), or ConfigError if another run holds one."""
     with contextlib.ExitStack() as stack:
         for path in paths:
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise ConfigError(f"cannot open {path}: {exc.strerror}") from None
             stack.callback(os.close, fd)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

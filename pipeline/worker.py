@@ -64,6 +64,7 @@ class Worker:
             "transaction.timeout.ms": 30_000,
         })
         self.known_reporters: set[str] = set()
+        self.delivery_errors: list[str] = []
         self.running = True
         self.processed = 0
 
@@ -76,7 +77,7 @@ class Worker:
         applied = self.ref_follower.catch_up()
         self.sharing_follower.poll(timeout=1.0)
         pattern = "^" + re.escape(self.settings.topics.ingress_prefix) + ".+"
-        self.consumer.subscribe([pattern])
+        self.consumer.subscribe([pattern], on_assign=self._on_assign)
         log.info("worker started", extra={"reference_records": applied, "instance": self.settings.pipeline.instance})
 
     def run(self) -> None:
@@ -98,6 +99,29 @@ class Worker:
         finally:
             self.close()
 
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Create feedback topics of newly seen reporters before any of their records is processed."""
+        for reporter in {self.settings.topics.reporter_of(tp.topic) for tp in partitions}:
+            self._ensure_feedback_topic(reporter)
+
+    def _ensure_feedback_topic(self, reporter: str) -> None:
+        if reporter in self.known_reporters:
+            return
+        spec = feedback_topic(self.settings, reporter)
+        ensure_topics(self.admin, self.settings, [spec])
+        # Make the producer learn the new topic now, not in the middle of a transaction.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            topic = self.producer.list_topics(spec.name, timeout=5).topics.get(spec.name)
+            if topic is not None and topic.error is None and topic.partitions:
+                break
+            time.sleep(0.1)
+        self.known_reporters.add(reporter)
+
+    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self.delivery_errors.append(error.name())
+
     def process_batch(self, messages: list[Message]) -> None:
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
@@ -112,7 +136,14 @@ class Worker:
                 self._process_one(message, now_ms)
                 offsets[(message.topic(), message.partition())] = message.offset() + 1
             for key, value in self.sharing.drain_changes():
-                self.producer.produce(self.settings.topics.sharing_state, value, key=key.encode())
+                self._produce(self.settings.topics.sharing_state, key.encode(), value)
+            # Every output must be acknowledged before the offsets commit with them: a record
+            # that failed delivery aborts the whole batch instead of silently going missing.
+            self.producer.flush(60)
+            if self.delivery_errors:
+                errors, self.delivery_errors = self.delivery_errors, []
+                failure = KafkaError(KafkaError._FAIL, f"delivery failed: {errors[0]}", txn_requires_abort=True)
+                raise KafkaException(failure)
             self.producer.send_offsets_to_transaction(
                 [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
                 self.consumer.consumer_group_metadata(),
@@ -128,9 +159,7 @@ class Worker:
     def _process_one(self, message: Message, now_ms: int) -> None:
         topic = message.topic()
         reporter = self.settings.topics.reporter_of(topic)
-        if reporter not in self.known_reporters:
-            ensure_topics(self.admin, self.settings, [feedback_topic(self.settings, reporter)])
-            self.known_reporters.add(reporter)
+        self._ensure_feedback_topic(reporter)
         metrics.RECORDS_IN.labels(topic).inc()
         result = self.processor.process(
             topic, message.partition(), message.offset(), message.key(), message.value() or b"", now_ms
@@ -146,7 +175,7 @@ class Worker:
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:
             try:
-                self.producer.produce(topic, value, key=key)
+                self.producer.produce(topic, value, key=key, on_delivery=self._delivered)
                 return
             except BufferError:
                 self.producer.poll(0.05)
@@ -159,6 +188,7 @@ class Worker:
             raise exc
         log.warning("aborting batch", extra={"kafka_error": error.name()})
         self.producer.abort_transaction(30)
+        self.delivery_errors.clear()
         self.sharing.drain_changes()
         assignment = self.consumer.assignment()
         for tp in self.consumer.committed(assignment, timeout=10):

@@ -26,7 +26,7 @@ _STABLE_IDS = {
     "ANDROID": ("imei", "device_id"),
     "IOS": ("idfv",),
     "HARMONYOS": ("device_id",),
-    "OTHER": ("platform", "device_id"),
+    "OTHER": ("device_id",),  # the platform name alone ("web") would merge every web client
 }
 
 
@@ -56,10 +56,12 @@ def observe_sharing(
     """
     if seen.get(investor, -1) < at_ms:
         seen[investor] = at_ms
-    horizon = at_ms - window_ms
+    # Sightings merged from other workers may be later than this report: count both sides.
+    count = sum(1 for t in seen.values() if abs(t - at_ms) <= window_ms)
+    horizon = max(seen.values()) - window_ms
     for other in [k for k, t in seen.items() if t < horizon]:
         del seen[other]
-    return len(seen)
+    return count
 
 
 def enrich(record: dict[str, Any], ref: ReferenceData, settings: EnrichSettings) -> dict[str, Any]:

@@ -29,6 +29,8 @@ class NormalizeSettings:
         return cls(lim.time_skew_seconds * 1000, lim.login_time_future_tolerance_seconds * 1000)
 
 
+_MAX_FLAGS = 2**31 - 1  # collect_flags is an Avro int
+
 _TEXT_TARGETS = (
     "device_name", "device_model", "os_version", "disk_serial", "cpu_serial", "bios_serial",
     "device_serial", "system_disk_partition", "imei", "device_id", "idfv", "phone", "platform",
@@ -63,7 +65,7 @@ def normalize(
         warnings.append("W404")
 
     flags_text = raw[-1].strip()
-    if not fields.is_ascii_digits(flags_text) or len(flags_text) > 10:
+    if not fields.is_ascii_digits(flags_text) or len(flags_text) > 10 or int(flags_text) > _MAX_FLAGS:
         raise TerminalInfoError("E303", "collect_flags is not a decimal bitmask")
     collect_flags = int(flags_text)
 
