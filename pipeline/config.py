@@ -50,11 +50,43 @@ class TopicNames:
 
 @dataclass(frozen=True)
 class KafkaSettings:
+    """Cluster and client settings. The SASL password is read from LT_KAFKA_SASL_PASSWORD or
+    from `sasl_password_file` when a client is built, so it never sits in settings or argv."""
+
     bootstrap: str = "127.0.0.1:19092"
     group: str = "lookthrough-pipeline"
     partitions: int = 4
     replication_factor: int = 1
     exchange_retention_ms: int = 30 * 86_400_000
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password_file: Path | None = None
+    ssl_ca_location: str = ""
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings for any client of this cluster (bootstrap plus security)."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        if self.security_protocol.upper() != "PLAINTEXT":
+            config["security.protocol"] = self.security_protocol
+        if "SASL" in self.security_protocol.upper():
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username
+            config["sasl.password"] = self._password()
+        if self.ssl_ca_location:
+            config["ssl.ca.location"] = self.ssl_ca_location
+        return config
+
+    def _password(self) -> str:
+        if self.sasl_password_file is not None:
+            try:
+                return self.sasl_password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {self.sasl_password_file}: {exc.strerror}") from None
+        password = os.environ.get("LT_KAFKA_SASL_PASSWORD")
+        if password is None:
+            raise ConfigError("SASL needs LT_KAFKA_SASL_PASSWORD or LT_KAFKA_SASL_PASSWORD_FILE")
+        return password
 
 
 @dataclass(frozen=True)
@@ -121,7 +153,7 @@ def _convert(default: Any, text: str, name: str) -> Any:
             return int(text)
         if isinstance(default, bytes):
             return text.encode()
-        if isinstance(default, Path) or name.endswith("keyring"):
+        if isinstance(default, Path) or name.endswith(("keyring", "_file")):
             return Path(text)
     except ValueError:
         raise ConfigError(f"setting {name} is not a valid {type(default).__name__}") from None

@@ -54,9 +54,9 @@ def feed(settings: Settings, ingress_jsonl: Path, *, rate: float = 0.0, progress
     records = [json.loads(line) for line in ingress_jsonl.read_text().splitlines()]
     reporters = {r["topic"].removeprefix("lt.ingress.") for r in records}
     # Onboarding a reporter creates its ingress topic with the configured partitions.
-    ensure_topics(AdminClient({"bootstrap.servers": settings.kafka.bootstrap}), settings,
+    ensure_topics(AdminClient(settings.kafka.client_config()), settings,
                   [ingress_topic(settings, reporter) for reporter in sorted(reporters)])  # fmt: skip
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True,
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5, "compression.type": "lz4",
                          "partitioner": "murmur2_random"})  # fmt: skip
     failures: list[str] = []
@@ -102,9 +102,10 @@ def _bar(label: str, done: int, total: int) -> None:
 
 def feedback_count(settings: Settings) -> int:
     """Committed feedback records: exactly one per processed report."""
-    topics = topics_matching(settings.kafka.bootstrap, settings.topics.feedback_prefix)
+    client = settings.kafka.client_config()
+    topics = topics_matching(client, settings.topics.feedback_prefix)
     # High watermarks include transaction markers, so count by reading.
-    return sum(len(v) for v in read_all(settings.kafka.bootstrap, topics, decode=False).values())
+    return sum(len(v) for v in read_all(client, topics, decode=False).values())
 
 
 def wait_drained(settings: Settings, expected: int, timeout: float = 300.0, progress: bool = False) -> int:

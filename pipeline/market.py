@@ -102,7 +102,7 @@ class Market:
                 for app in self.apps
                 if app.registered
             ],
-            "brokers": [dict(b, updated_at=now) for b in self.brokers],  # type: ignore[dict-item]
+            "brokers": [{**b, "updated_at": now} for b in self.brokers],
             "accounts": [
                 {
                     "broker_id": inv.broker_id,

@@ -16,27 +16,26 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pipeline import schemas
 
 
-def _consumer(bootstrap: str, extra: Mapping[str, Any] | None) -> Consumer:
+def _consumer(client: Mapping[str, Any]) -> Consumer:
     return Consumer({
-        "bootstrap.servers": bootstrap,
+        **client,
         "group.id": f"lookthrough-readback-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
-        **(extra or {}),
     })
 
 
-def topics_matching(bootstrap: str, prefix: str, extra: Mapping[str, Any] | None = None) -> list[str]:
-    consumer = _consumer(bootstrap, extra)
+def topics_matching(client: Mapping[str, Any], prefix: str) -> list[str]:
+    consumer = _consumer(client)
     try:
         return sorted(t for t in consumer.list_topics(timeout=10).topics if t.startswith(prefix))
     finally:
         consumer.close()
 
 
-def end_offsets(bootstrap: str, topics: Iterable[str], extra: Mapping[str, Any] | None = None) -> int:
+def end_offsets(client: Mapping[str, Any], topics: Iterable[str]) -> int:
     """Sum of high watermarks (for a read_committed consumer: up to the last stable offset)."""
-    consumer = _consumer(bootstrap, extra)
+    consumer = _consumer(client)
     try:
         total = 0
         metadata = consumer.list_topics(timeout=10).topics
@@ -52,11 +51,10 @@ def end_offsets(bootstrap: str, topics: Iterable[str], extra: Mapping[str, Any] 
 
 
 def read_all(
-    bootstrap: str, topics: Iterable[str], *, decode: bool = True, timeout: float = 60.0,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, list[tuple[bytes | None, Any]]]:  # fmt: skip
+    client: Mapping[str, Any], topics: Iterable[str], *, decode: bool = True, timeout: float = 60.0
+) -> dict[str, list[tuple[bytes | None, Any]]]:
     """Every committed record of `topics` as (key, value), value decoded unless `decode` is False."""
-    consumer = _consumer(bootstrap, extra)
+    consumer = _consumer(client)
     out: dict[str, list[tuple[bytes | None, Any]]] = {}
     try:
         metadata = consumer.list_topics(timeout=10).topics
@@ -75,10 +73,9 @@ def read_all(
             for message in consumer.consume(1000, timeout=0.5):
                 if message.error():
                     continue
-                value = message.value()
-                if decode and value is not None:
-                    value = schemas.decode(value)[1]
-                out[message.topic()].append((message.key(), value))
+                raw = message.value()
+                value: Any = schemas.decode(raw)[1] if decode and raw is not None else raw
+                out[str(message.topic())].append((message.key(), value))
             # Control records (transaction markers) take offsets, so compare positions, not counts.
             for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
                 if tp.offset >= ends[(tp.topic, tp.partition)]:

@@ -82,12 +82,11 @@ def encode_records(kind: str, records: Iterable[Mapping[str, Any]]) -> list[tupl
     return out
 
 
-def publish(settings: Settings, kind: str, records: Iterable[Mapping[str, Any]],
-            extra: Mapping[str, Any] | None = None) -> int:  # fmt: skip
+def publish(settings: Settings, kind: str, records: Iterable[Mapping[str, Any]]) -> int:
     """Validate then produce to `lt.ref.<kind>`; return the count. Raises on any delivery failure."""
     encoded = encode_records(kind, records)
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True,
-                         "acks": "all", **(extra or {})})  # fmt: skip
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
+                         "acks": "all"})  # fmt: skip
     failures: list[str] = []
 
     def delivered(err: Any, _msg: Any) -> None:
@@ -107,15 +106,14 @@ def publish(settings: Settings, kind: str, records: Iterable[Mapping[str, Any]],
 class ReferenceFollower:
     """Keeps a `ReferenceData` in step with the `lt.ref.*` topics."""
 
-    def __init__(self, settings: Settings, ref: ReferenceData, extra: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, ref: ReferenceData) -> None:
         self.ref = ref
         self.topics = {settings.topics.ref(kind): kind for kind in KINDS}
         self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka.bootstrap,
+            **settings.kafka.client_config(),
             "group.id": "lookthrough-ref-follower",  # offsets are never committed: always from the start
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
-            **(extra or {}),
         })
         metadata = self.consumer.list_topics(timeout=10)
         partitions = [
@@ -150,7 +148,7 @@ class ReferenceFollower:
             if message.error():
                 log.warning("reference topic error: %s", message.error())
                 continue
-            kind = self.topics[message.topic()]
+            kind = self.topics[str(message.topic())]
             key = (message.key() or b"").decode()
             value = message.value()
             if value is None:

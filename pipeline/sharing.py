@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, MutableMapping
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -62,14 +61,13 @@ class SharingTable(MutableMapping[str, dict[str, int]]):
 class SharingFollower:
     """Reads the sharing changelog from the start and merges it into a `SharingTable`."""
 
-    def __init__(self, settings: Settings, table: SharingTable, extra: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, table: SharingTable) -> None:
         self.table = table
         self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka.bootstrap,
+            **settings.kafka.client_config(),
             "group.id": "lookthrough-sharing-follower",  # never commits; always from the start
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
-            **(extra or {}),
         })
         topic = settings.topics.sharing_state
         metadata = self.consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -79,9 +77,10 @@ class SharingFollower:
     def poll(self, timeout: float = 0.0, max_messages: int = 2000) -> int:
         count = 0
         for message in self.consumer.consume(max_messages, timeout=timeout):
-            if message.error() or message.value() is None or message.key() is None:
+            key, value = message.key(), message.value()
+            if message.error() or key is None or value is None:
                 continue
-            self.table.merge_remote(message.key().decode(), message.value())
+            self.table.merge_remote(key.decode(), value)
             count += 1
         return count
 

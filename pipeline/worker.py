@@ -17,8 +17,6 @@ import logging
 import re
 import signal
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -35,16 +33,15 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, settings: Settings, keyring: Decrypting, extra: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, keyring: Decrypting) -> None:
         self.settings = settings
-        self.extra = dict(extra or {})
-        base = {"bootstrap.servers": settings.kafka.bootstrap, **self.extra}
+        base = settings.kafka.client_config()
         self.admin = AdminClient(base)
         ensure_topics(self.admin, settings, output_topics(settings))
         self.ref = ReferenceData()
-        self.ref_follower = ReferenceFollower(settings, self.ref, self.extra)
+        self.ref_follower = ReferenceFollower(settings, self.ref)
         self.sharing = SharingTable()
-        self.sharing_follower = SharingFollower(settings, self.sharing, self.extra)
+        self.sharing_follower = SharingFollower(settings, self.sharing)
         self.processor = Processor(settings, keyring, self.ref, self.sharing)
         self.consumer = Consumer({
             **base,
@@ -129,12 +126,14 @@ class Worker:
         self.producer.begin_transaction()
         try:
             for message in messages:
-                if message.error():
-                    if message.error().code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(message.error())
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaException(error)
                     continue
-                self._process_one(message, now_ms)
-                offsets[(message.topic(), message.partition())] = message.offset() + 1
+                topic, partition, offset = _position(message)
+                self._process_one(message, topic, partition, offset, now_ms)
+                offsets[(topic, partition)] = offset + 1
             for key, value in self.sharing.drain_changes():
                 self._produce(self.settings.topics.sharing_state, key.encode(), value)
             # Every output must be acknowledged before the offsets commit with them: a record
@@ -156,14 +155,11 @@ class Worker:
         metrics.BATCH_SIZE.observe(len(messages))
         self.processed += len(messages)
 
-    def _process_one(self, message: Message, now_ms: int) -> None:
-        topic = message.topic()
+    def _process_one(self, message: Message, topic: str, partition: int, offset: int, now_ms: int) -> None:
         reporter = self.settings.topics.reporter_of(topic)
         self._ensure_feedback_topic(reporter)
         metrics.RECORDS_IN.labels(topic).inc()
-        result = self.processor.process(
-            topic, message.partition(), message.offset(), message.key(), message.value() or b"", now_ms
-        )
+        result = self.processor.process(topic, partition, offset, message.key(), message.value(), now_ms)
         if result.code is not None:
             metrics.REJECTS.labels(result.code).inc()
         for warning in result.warnings:
@@ -211,3 +207,10 @@ class Worker:
         self.sharing_follower.close()
         self.producer.flush(10)
 
+
+def _position(message: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed (non-error) message."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise KafkaException(KafkaError(KafkaError._BAD_MSG, "consumed message without a position"))
+    return topic, partition, offset

@@ -48,7 +48,8 @@ def _demo(args: argparse.Namespace) -> int:
     env.setdefault("LT_PIPELINE_FINGERPRINT_KEY", os.environ.get("LT_PIPELINE_FINGERPRINT_KEY", uuid.uuid4().hex))
     os.environ.update(env)
     settings = Settings.from_env()
-    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), settings, output_topics(settings))
+    client = settings.kafka.client_config()
+    ensure_topics(AdminClient(client), settings, output_topics(settings))
     for kind in KINDS:
         refstore.publish(settings, kind, refstore.read_records(kind, workdir / "reference" / f"{kind}.json"))
     print(f"reference data loaded; topics under prefix {prefix!r} on {bootstrap}")
@@ -68,9 +69,9 @@ def _demo(args: argparse.Namespace) -> int:
         logs.close()
 
     t = settings.topics
-    exchange_topics = readback.topics_matching(bootstrap, t.exchange_prefix)
-    feedback_topics = readback.topics_matching(bootstrap, t.feedback_prefix)
-    data = readback.read_all(bootstrap, [t.reports, t.dlq, *exchange_topics, *feedback_topics])
+    exchange_topics = readback.topics_matching(client, t.exchange_prefix)
+    feedback_topics = readback.topics_matching(client, t.feedback_prefix)
+    data = readback.read_all(client, [t.reports, t.dlq, *exchange_topics, *feedback_topics])
     print(_summary(data, t.reports, t.dlq, t.exchange_prefix, feedback_topics, total, elapsed))
     print(f"\nlogs: {workdir / 'workers.log'}; to read an exchange's data:")
     print(f"  LT_TOPICS_EXCHANGE_PREFIX={t.exchange_prefix} lookthrough subscribe --exchange SHFE --idle-exit 3")

@@ -59,7 +59,7 @@ def _ref_load(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from confluent_kafka.admin import AdminClient
 
-    ensure_topics(AdminClient({"bootstrap.servers": settings.kafka.bootstrap}), settings, output_topics(settings))
+    ensure_topics(AdminClient(settings.kafka.client_config()), settings, output_topics(settings))
     count = publish(settings, args.kind, read_records(args.kind, args.file))
     print(f"published {count} {args.kind} records to {settings.topics.ref(args.kind)}")
     return 0
@@ -71,7 +71,7 @@ def _topics(args: argparse.Namespace) -> int:
     from pipeline.topics import ensure_topics, output_topics
 
     settings = _settings(args)
-    created = ensure_topics(AdminClient({"bootstrap.servers": settings.kafka.bootstrap}), settings,
+    created = ensure_topics(AdminClient(settings.kafka.client_config()), settings,
                             output_topics(settings))  # fmt: skip
     print("created: " + (", ".join(created) if created else "nothing (all present)"))
     return 0

@@ -46,7 +46,7 @@ def consume(settings: Settings, exchange: str, out: IO[str], fmt: str, group: st
     from confluent_kafka import Consumer
 
     consumer = Consumer({
-        "bootstrap.servers": settings.kafka.bootstrap,
+        **settings.kafka.client_config(),
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",

@@ -76,7 +76,7 @@ def namespace(bootstrap: str, workdir: Path, keyring: str) -> Iterator[Namespace
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        names = readback.topics_matching(bootstrap, prefix)
+        names = readback.topics_matching({"bootstrap.servers": bootstrap}, prefix)
         if names:
             for future in admin.delete_topics(names, operation_timeout=30).values():
                 future.result(timeout=60)
@@ -101,10 +101,10 @@ class Outputs:
 
 def read_outputs(settings: Settings) -> Outputs:
     t = settings.topics
-    bootstrap = settings.kafka.bootstrap
-    feedback_topics = readback.topics_matching(bootstrap, t.feedback_prefix)
-    exchange_topics = readback.topics_matching(bootstrap, t.exchange_prefix)
-    data = readback.read_all(bootstrap, [t.reports, t.dlq, *feedback_topics, *exchange_topics])
+    client = settings.kafka.client_config()
+    feedback_topics = readback.topics_matching(client, t.feedback_prefix)
+    exchange_topics = readback.topics_matching(client, t.exchange_prefix)
+    data = readback.read_all(client, [t.reports, t.dlq, *feedback_topics, *exchange_topics])
     return Outputs(
         reports=[v for _, v in data[t.reports]],
         dlq=[v for _, v in data[t.dlq]],
