@@ -59,9 +59,11 @@ class Worker:
             "linger.ms": 5,
             "compression.type": "lz4",
             "transaction.timeout.ms": 30_000,
+            "on_delivery": self._delivered,
         })
         self.known_reporters: set[str] = set()
         self.delivery_errors: list[str] = []
+        self.counters = metrics.LabelCache()
         self.running = True
         self.processed = 0
 
@@ -158,20 +160,20 @@ class Worker:
     def _process_one(self, message: Message, topic: str, partition: int, offset: int, now_ms: int) -> None:
         reporter = self.settings.topics.reporter_of(topic)
         self._ensure_feedback_topic(reporter)
-        metrics.RECORDS_IN.labels(topic).inc()
+        self.counters.inc(metrics.RECORDS_IN, topic)
         result = self.processor.process(topic, partition, offset, message.key(), message.value(), now_ms)
         if result.code is not None:
-            metrics.REJECTS.labels(result.code).inc()
+            self.counters.inc(metrics.REJECTS, result.code)
         for warning in result.warnings:
-            metrics.WARNINGS.labels(warning).inc()
+            self.counters.inc(metrics.WARNINGS, warning)
         for out in result.outputs:
             self._produce(out.topic, out.key, out.value)
-            metrics.RECORDS_OUT.labels(out.topic).inc()
+            self.counters.inc(metrics.RECORDS_OUT, out.topic)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:
             try:
-                self.producer.produce(topic, value, key=key, on_delivery=self._delivered)
+                self.producer.produce(topic, value, key=key)  # delivery reports: `on_delivery` in the config
                 return
             except BufferError:
                 self.producer.poll(0.05)

@@ -14,6 +14,11 @@ def register(subparsers: Any) -> None:
     codec.add_argument("--repeat", type=int, default=5)
     codec.add_argument("--suites", default="x25519,sm4,rsa")
     codec.set_defaults(handler=_codec)
+    pipeline = which.add_parser("pipeline", help="end to end on the broker vs Kafka pass-through and crypto floors")
+    pipeline.add_argument("--records", type=int, default=20_000, help="reports per suite (RSA uses a quarter)")
+    pipeline.add_argument("--latency-records", type=int, default=3000)
+    pipeline.add_argument("--suites", default="x25519,rsa")
+    pipeline.set_defaults(handler=_pipeline)
 
 
 def _codec(args: argparse.Namespace) -> int:
@@ -22,4 +27,13 @@ def _codec(args: argparse.Namespace) -> int:
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     counts = {s: args.records // 5 if s == "rsa" else args.records for s in suites}
     print(codec.report(codec.run(counts, args.repeat)))
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from pipeline.bench import pipeline
+
+    suites = [s.strip() for s in args.suites.split(",") if s.strip()]
+    counts = {s: args.records // 4 if s == "rsa" else args.records for s in suites}
+    print(pipeline.report(pipeline.run(counts, args.latency_records)))
     return 0

@@ -168,21 +168,36 @@ def test_reference_update_applies_without_restart(kafka_bootstrap: str, small_ma
         assert ("W403" in feedback[t["report_id"]]["codes"]) == ("W403" in t["warnings"])
 
 
-def test_subscribe_resumes_from_committed_offset(kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]],
-                                                 tmp_path: Path) -> None:  # fmt: skip
-    """`lookthrough subscribe` run twice delivers every SHFE record once, in two parts."""
+def test_metrics_and_subscribe_resume(kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]],
+                                      tmp_path: Path) -> None:  # fmt: skip
+    """The worker's Prometheus counters match the ground truth; `lookthrough subscribe` run twice
+    delivers every SHFE record once, in two parts."""
     import json
+    import socket
     import subprocess
     import sys
+    import urllib.request
 
     market_dir, summary = small_market
     truth = load_truth(market_dir)
     expected = sorted(t["report_id"] for t in truth if "SHFE" in t["exchanges"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
+        ns.env["LT_PIPELINE_METRICS_PORT"] = str(port)
         load_reference(ns.settings, market_dir)
         ns.start_worker("sub")
         localrun.feed(ns.settings, market_dir / "ingress.jsonl")
         localrun.wait_drained(ns.settings, len(truth), timeout=180)
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        samples = _samples(scraped)
+        assert sum(v for (name, _), v in samples.items() if name == "lt_records_in_total") == len(truth)
+        rejects = Counter(t["code"] for t in truth if t["outcome"] == "rejected")
+        assert {label: int(v) for (name, label), v in samples.items() if name == "lt_rejects_total"} == rejects
+        planted = Counter(w for t in truth if t["outcome"] == "accepted" for w in t["warnings"])
+        got = {label: int(v) for (name, label), v in samples.items() if name == "lt_warnings_total" and label != "W409"}
+        assert got == dict(planted)
         out = tmp_path / "shfe.jsonl"
         command = [sys.executable, "-m", "pipeline", "subscribe", "--exchange", "SHFE", "--out", str(out)]
         first = subprocess.run([*command, "--max-records", "100"], env=ns.env | dict(__import__("os").environ),
@@ -196,3 +211,13 @@ def test_subscribe_resumes_from_committed_offset(kafka_bootstrap: str, small_mar
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["report_id"] for r in records) == expected
     assert all("investor_id" not in r for r in records)
+
+
+def _samples(text: str) -> dict[tuple[str, str], float]:
+    """(metric name, first label value) → value, for the counters of the Prometheus text format."""
+    import re
+
+    out: dict[tuple[str, str], float] = {}
+    for match in re.finditer(r'^(lt_\w+_total)\{\w+="([^"]*)"\} ([0-9.e+]+)$', text, re.MULTILINE):
+        out[(match.group(1), match.group(2))] = float(match.group(3))
+    return out
