@@ -26,9 +26,9 @@ def test_from_env_reads_groups_and_converts_types(tmp_path: Path) -> None:
 
 
 def test_unknown_or_malformed_settings_fail_loudly() -> None:
-    with pytest.raises(ConfigError, match="unknown setting 'kafka.bootstrp'"):
+    with pytest.raises(ConfigError, match=r"unknown setting 'kafka\.bootstrp'"):
         Settings.from_mapping({"kafka.bootstrp": "x"})
-    with pytest.raises(ConfigError, match="kafka.partitions"):
+    with pytest.raises(ConfigError, match=r"kafka\.partitions"):
         Settings.from_mapping({"kafka.partitions": "many"})
 
 
