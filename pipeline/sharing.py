@@ -27,11 +27,19 @@ def encode_state(state: dict[str, int]) -> bytes:
 
 
 class SharingTable(MutableMapping[str, dict[str, int]]):
-    """The per-device state; records which devices changed since `drain_changes`."""
+    """The per-device state; `drain_changes` yields what must go to the changelog.
 
-    def __init__(self) -> None:
+    A device is written again only when its investor set changed or a sighting moved by more
+    than `resolution_ms`: the same investor on the same device all day needs no write per
+    login, and a window of hours does not need millisecond sightings.
+    """
+
+    def __init__(self, resolution_ms: int = 600_000) -> None:
         self.state: dict[str, dict[str, int]] = {}
+        self.written: dict[str, dict[str, int]] = {}
+        self.pending: dict[str, dict[str, int]] = {}
         self.changed: set[str] = set()
+        self.resolution_ms = resolution_ms
 
     def __getitem__(self, key: str) -> dict[str, int]:
         return self.state[key]
@@ -49,13 +57,37 @@ class SharingTable(MutableMapping[str, dict[str, int]]):
     def __len__(self) -> int:
         return len(self.state)
 
+    def _material(self, key: str) -> bool:
+        current, written = self.state.get(key), self.written.get(key)
+        if current is None:
+            return False
+        if written is None or current.keys() != written.keys():
+            return True
+        return any(seen - written[investor] > self.resolution_ms for investor, seen in current.items())
+
     def drain_changes(self) -> list[tuple[str, bytes]]:
-        out = [(key, encode_state(self.state[key])) for key in self.changed if key in self.state]
+        """Changelog records for this transaction; `confirm_changes` once it has committed."""
+        out = []
+        for key in self.changed:
+            if self._material(key):
+                self.pending[key] = dict(self.state[key])
+                out.append((key, encode_state(self.state[key])))
         self.changed.clear()
         return out
 
+    def confirm_changes(self) -> None:
+        self.written.update(self.pending)
+        self.pending.clear()
+
+    def discard_changes(self) -> None:
+        """After an abort: the rewound batch will mark its devices changed again when reprocessed."""
+        self.pending.clear()
+        self.changed.clear()
+
     def merge_remote(self, key: str, value: bytes) -> None:
-        merge(self.state.setdefault(key, {}), json.loads(value))
+        remote = json.loads(value)
+        merge(self.state.setdefault(key, {}), remote)
+        merge(self.written.setdefault(key, {}), remote)
 
 
 class SharingFollower:

@@ -150,6 +150,7 @@ class Worker:
                 self.consumer.consumer_group_metadata(),
             )
             self.producer.commit_transaction()
+            self.sharing.confirm_changes()
         except KafkaException as exc:
             self._recover(exc)
             return
@@ -187,7 +188,7 @@ class Worker:
         log.warning("aborting batch", extra={"kafka_error": error.name()})
         self.producer.abort_transaction(30)
         self.delivery_errors.clear()
-        self.sharing.drain_changes()
+        self.sharing.discard_changes()
         assignment = self.consumer.assignment()
         for tp in self.consumer.committed(assignment, timeout=10):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
