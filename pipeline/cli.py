@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "pipeline.commands.subscribe",
     "pipeline.commands.demo",
     "pipeline.send",
+    "pipeline.commands.acl",
 )
 
 

@@ -79,10 +79,9 @@ class KafkaSettings:
 
     def _password(self) -> str:
         if self.sasl_password_file is not None:
-            try:
-                return self.sasl_password_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read {self.sasl_password_file}: {exc.strerror}") from None
+            from pipeline.crypto.files import read_owner_only  # owner-only, like key files
+
+            return read_owner_only(self.sasl_password_file).decode().strip()
         password = os.environ.get("LT_KAFKA_SASL_PASSWORD")
         if password is None:
             raise ConfigError("SASL needs LT_KAFKA_SASL_PASSWORD or LT_KAFKA_SASL_PASSWORD_FILE")
@@ -106,9 +105,29 @@ class PipelineSettings:
 
 @dataclass(frozen=True)
 class ClickHouseSettings:
+    """The analytics store: a ClickHouse server when `host` is set, else embedded chdb in `path`.
+
+    The password is read from LT_CLICKHOUSE_PASSWORD or `password_file` when a client is built, so
+    it never sits in settings. Retention periods are checked by `pipeline.store.policy` (deliveries
+    at least 30 days); the sink flushes at `batch_rows` records or every `flush_interval_ms`.
+    """
+
     host: str | None = None
     port: int = 19000
     database: str = "lookthrough"
+    user: str = "default"
+    password_file: Path | None = None
+    secure: bool = False
+    connect_timeout_s: int = 5
+    path: Path = field(default_factory=lambda: Path(os.environ.get("LT_RUN_DIR", ".run")) / "store")
+    sink_group: str = ""  # default: "<kafka group>.store"
+    batch_rows: int = 20_000
+    flush_interval_ms: int = 1_000
+    retry_initial_ms: int = 250
+    retry_max_ms: int = 10_000
+    records_retention_days: int = 7_305  # terminal records, dead letters, exchange aggregates: 20 years
+    deliveries_retention_days: int = 30
+    subscribers_retention_days: int = 7_305
 
 
 @dataclass(frozen=True)

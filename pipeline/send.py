@@ -195,13 +195,14 @@ def _locked(*paths: Path) -> Iterator[None]:
 class IngressReader:
     """A read_committed view of one ingress topic: end offsets, and report IDs written since given offsets."""
 
-    def __init__(self, bootstrap: str, topic: str, config: dict[str, str], timeout_s: float) -> None:
+    def __init__(self, bootstrap: str, topic: str, reporter: str, config: dict[str, str], timeout_s: float) -> None:
         self.topic = topic
         self.timeout_s = timeout_s
         self._consumer = Consumer({
             "bootstrap.servers": bootstrap,
             **config,
-            "group.id": f"lt-send-readback-{uuid.uuid4().hex[:8]}",  # required; assign() never joins it
+            # Required though assign() never joins it; under the reporter's own prefix so its ACLs allow it.
+            "group.id": f"lt-send.{reporter}.readback-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
@@ -552,7 +553,9 @@ def handle(args: argparse.Namespace) -> int:
     fmt = detect_format(path, args.format)
     state_path: Path = args.state or path.with_name(path.name + ".sent-state")
     bootstrap = args.bootstrap or settings.kafka.bootstrap
-    config = _kafka_config(args.kafka_config)
+    # Security comes from LT_KAFKA_* (password from a file or the environment); -X adds tuning only.
+    security = {k: v for k, v in settings.kafka.client_config().items() if k != "bootstrap.servers"}
+    config = {**security, **_kafka_config(args.kafka_config)}
     keys = ReporterKeys.load(args.keys)
 
     def reporter(transactional_id: str | None) -> Reporter:
@@ -574,7 +577,8 @@ def handle(args: argparse.Namespace) -> int:
         producer = reporter(state.transactional_id)
         try:
             try:
-                recovered = _start_run(producer, state, IngressReader(bootstrap, topic, config, args.timeout))
+                reader = IngressReader(bootstrap, topic, args.reporter, config, args.timeout)
+                recovered = _start_run(producer, state, reader)
             except KeyboardInterrupt:
                 print("lookthrough send: interrupted before sending; nothing changed", file=sys.stderr)
                 return EXIT_INTERRUPTED
@@ -616,12 +620,21 @@ def _finish(summary: Summary, progress: Progress, as_json: bool, out: TextIO) ->
     return summary.exit_code()
 
 
+_SECRET_KEYS = frozenset(
+    {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
+)
+
+
 def _kafka_config(items: list[str]) -> dict[str, str]:
     config: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"-X expects KEY=VALUE, not {item!r}")
+        if key.strip() in _SECRET_KEYS:
+            raise ConfigError(
+                f"-X {key.strip()}=… would put a secret on the command line; use LT_KAFKA_SASL_PASSWORD_FILE"
+            )
         config[key.strip()] = value
     return config
 

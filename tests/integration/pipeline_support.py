@@ -9,7 +9,7 @@ import signal
 import subprocess
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +30,10 @@ class Namespace:
     workdir: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_worker(self, instance: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, instance: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """A worker with the namespace's environment plus `env` (e.g. the pipeline principal's credentials)."""
         log = open(self.workdir / f"worker-{instance}.log", "ab")  # noqa: SIM115 - kept open for the child
-        worker = localrun.start_worker(self.env, instance, log)
+        worker = localrun.start_worker({**self.env, **(env or {})}, instance, log)
         self.workers.append(worker)
         return worker
 
@@ -55,16 +56,23 @@ class Namespace:
 
 
 @contextmanager
-def namespace(bootstrap: str, workdir: Path, keyring: str) -> Iterator[Namespace]:
-    """Topics under a fresh prefix; every topic of the prefix is deleted afterwards."""
+def namespace(
+    bootstrap: str, workdir: Path, keyring: str, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Namespace]:
+    """Topics under a fresh prefix; every topic of the prefix is deleted afterwards.
+
+    `extra_env` adds LT_* variables, e.g. the SASL settings of a secured cluster; the test
+    process and the workers then authenticate with them.
+    """
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    env = localrun.isolated_env(prefix, bootstrap)
+    env = {**localrun.isolated_env(prefix, bootstrap), **(extra_env or {})}
     env.update(LT_PIPELINE_KEYRING=keyring, LT_PIPELINE_FINGERPRINT_KEY="test-fingerprint-key-0123456789ab",
                LT_KAFKA_PARTITIONS="4")  # fmt: skip
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings = Settings.from_env()
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    client = settings.kafka.client_config()
+    admin = AdminClient(client)
     ensure_topics(admin, settings, output_topics(settings))
     ns = Namespace(env, settings, workdir)
     try:
@@ -76,7 +84,7 @@ def namespace(bootstrap: str, workdir: Path, keyring: str) -> Iterator[Namespace
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        names = readback.topics_matching({"bootstrap.servers": bootstrap}, prefix)
+        names = readback.topics_matching(client, prefix)
         if names:
             for future in admin.delete_topics(names, operation_timeout=30).values():
                 future.result(timeout=60)

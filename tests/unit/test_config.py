@@ -37,6 +37,13 @@ def test_sasl_password_comes_from_file_or_env_and_stays_out_of_repr(
 ) -> None:
     secret = tmp_path / "password"
     secret.write_text("s3cr3t-Pa55\n")
+    secret.chmod(0o644)
+    too_open = Settings.from_mapping(
+        {"kafka.security_protocol": "SASL_PLAINTEXT", "kafka.sasl_password_file": str(secret)}
+    )
+    with pytest.raises(ConfigError, match="password"):
+        too_open.kafka.client_config()
+    secret.chmod(0o600)
     settings = Settings.from_mapping({
         "kafka.security_protocol": "SASL_PLAINTEXT",
         "kafka.sasl_username": "pipeline",
