@@ -288,15 +288,27 @@ def write_batch(path: Path, key_version: int, count: int = 30) -> None:
 
 
 def send(scenario: Scenario, batch: Path, keys: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    """`lookthrough send` in this process (its -X settings carry the password: see the README on send)."""
+    """`lookthrough send` in this process, authenticated through LT_KAFKA_* (never a password in argv)."""
     for key, value in scenario.env.items():
         if key.startswith("LT_TOPICS_"):
             monkeypatch.setenv(key, value)
     c = scenario.config("reporter-0101")
-    settings = [f"{k}={c[k]}" for k in ("security.protocol", "sasl.mechanism", "sasl.username", "sasl.password")]
+    monkeypatch.setenv("LT_KAFKA_SECURITY_PROTOCOL", c["security.protocol"])
+    monkeypatch.setenv("LT_KAFKA_SASL_MECHANISM", c["sasl.mechanism"])
+    monkeypatch.setenv("LT_KAFKA_SASL_USERNAME", c["sasl.username"])
+    monkeypatch.setenv("LT_KAFKA_SASL_PASSWORD", c["sasl.password"])
     argv = ["send", str(batch), "--reporter", "0101", "--keys", str(keys), "--bootstrap", scenario.cluster.bootstrap,
-            "--quiet", "--batch-size", "10", *(x for s in settings for x in ("-X", s))]  # fmt: skip
+            "--quiet", "--batch-size", "10"]  # fmt: skip
     return cli.main(argv)
+
+
+def test_send_refuses_a_password_on_the_command_line(scenario: Scenario, public_keys: tuple[Path, int],
+                                                     tmp_path: Path) -> None:  # fmt: skip
+    batch = tmp_path / "batch.jsonl"
+    write_batch(batch, public_keys[1])
+    argv = ["send", str(batch), "--reporter", "0101", "--keys", str(public_keys[0]), "--bootstrap",
+            scenario.cluster.bootstrap, "--quiet", "-X", "sasl.password=whatever"]  # fmt: skip
+    assert cli.main(argv) == 2
 
 
 def test_send_works_under_the_reporters_principal(scenario: Scenario, public_keys: tuple[Path, int],
