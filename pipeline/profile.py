@@ -42,6 +42,9 @@ class Layout:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """`ids_pattern`: when `id_pattern` is one character class repeated (`^[...]+$`), the same test
+    for a concatenation of non-empty identifiers (all valid exactly when it matches), else None."""
+
     report_line_max_bytes: int
     report_line_fields: int
     plaintext_max_bytes: int
@@ -55,6 +58,7 @@ class Limits:
     device_sharing_window_seconds: int
     mac_flags: dict[str, str]
     exchanges: tuple[str, ...]
+    ids_pattern: re.Pattern[str] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,18 @@ def limits() -> Limits:
         device_sharing_window_seconds=int(sharing["window_seconds"]),
         mac_flags=dict(data["mac_flags"]),
         exchanges=tuple(data["exchanges"]),
+        ids_pattern=_ids_pattern(data["id_pattern"]),
     )
+
+
+# `^[class]+$` with a plain class (no brackets, escapes or flags): membership is per character, so
+# one fullmatch over joined identifiers decides them all (one regex call instead of one per field).
+_CHARACTER_RUN = re.compile(r"\^?(\[[^\[\]\\]+\])\+\$?")
+
+
+def _ids_pattern(id_pattern: str) -> re.Pattern[str] | None:
+    match = _CHARACTER_RUN.fullmatch(id_pattern)
+    return re.compile(f"{match.group(1)}+") if match else None
 
 
 @cache

@@ -8,7 +8,9 @@ formatter written here, MACs from the bytes they were rendered from.
 from __future__ import annotations
 
 import base64
+import binascii
 import calendar
+import itertools
 import string
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 
 from pipeline.codec import (
     ReportLine,
+    _base64,
     build_report_line,
     build_terminal_info,
     check_identifier,
@@ -406,3 +409,36 @@ def test_envelope_identifier_with_trailing_newline_is_e104(kit: Any, field: str)
     with pytest.raises(EnvelopeError) as caught:
         check_envelope(envelope, envelope["reporter_id"])
     assert caught.value.code == "E104"
+
+
+# --- the quick Base64 path accepts exactly what base64.b64decode(validate=True) accepts ------------------
+
+
+def b64_reference(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def b64_quick(text: str) -> bytes | None:
+    try:
+        return _base64(text)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def test_base64_every_short_string() -> None:
+    alphabet = "AB/+=a\n."
+    for length in range(6):
+        for chars in itertools.product(alphabet, repeat=length):
+            text = "".join(chars)
+            assert b64_quick(text) == b64_reference(text), text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=60).map(lambda b: base64.b64encode(b).decode()), st.integers(0, 90),
+       st.sampled_from(["", "=", "==", "A", "\n", " ", "-", "_", "*"]), st.booleans())  # fmt: skip
+def test_base64_mutated_blobs(text: str, at: int, noise: str, replace: bool) -> None:
+    mutated = text[:at] + noise + text[at + (1 if replace else 0) :]
+    assert b64_quick(mutated) == b64_reference(mutated)

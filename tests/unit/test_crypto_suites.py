@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -28,6 +29,9 @@ from pipeline.crypto.suites import (
     Suite,
     X25519Decryptor,
     X25519Encryptor,
+    _hmac_sha256,
+    _x25519_key,
+    _x25519_public_key_loader,
     associated_data,
     blob_suite,
 )
@@ -253,3 +257,24 @@ def test_errors_carry_no_plaintext_key_or_blob(suite: Suite) -> None:
             assert not any(str(item) in text for item in forbidden)
     for obj in PAIRS[suite]:
         assert SM4_KEY.hex() not in repr(obj) and "PRIVATE" not in repr(obj)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+def test_x25519_key_derivation_is_cryptographys_hkdf(shared: bytes, ephemeral: bytes, recipient: bytes) -> None:
+    expected = HKDF(hashes.SHA256(), 32, salt=ephemeral + recipient, info=b"lookthrough/v1").derive(shared)
+    assert _x25519_key(shared, ephemeral, recipient) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200), st.binary(max_size=100))
+def test_hmac_sha256_is_the_standard_one(key: bytes, message: bytes) -> None:
+    assert _hmac_sha256(key, message) == hmac.digest(key, message, "sha256")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32) | st.sampled_from([bytes(32), b"\x01" + bytes(31), b"\xff" * 32]))
+def test_x25519_public_key_loader_is_the_public_method(data: bytes) -> None:
+    loaded = _x25519_public_key_loader()(data)
+    assert isinstance(loaded, X25519PublicKey)
+    assert loaded.public_bytes_raw() == X25519PublicKey.from_public_bytes(data).public_bytes_raw()

@@ -7,9 +7,12 @@ is UTC+8 all year (no daylight saving).
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import fields
 from pipeline.errors import TerminalInfoError
@@ -339,3 +342,61 @@ def test_special_mac_flag_is_given_once(kit: Any) -> None:
     record = kit.normalize(kit.plaintext(1, mac1="000000000000", mac2="00:00:00:00:00:00"))
     assert record["macs"] == ["000000000000", "000000000000"]
     assert record["flags"] == ["mac_all_zero"]
+
+
+# --- the quick paths equal their definitions -----------------------------------------------------
+
+
+def datetime_reference(text: str) -> int | str:
+    """china_datetime_ms by datetime, as it was first written: epoch ms, or the E303 message."""
+    if not fields._DATETIME.fullmatch(text):
+        return "collect_time is not a YYYY-MM-DD HH:MM:SS time"
+    try:
+        moment = datetime.fromisoformat(text).replace(tzinfo=fields.CHINA_TZ)
+    except ValueError:
+        return "collect_time is not a valid calendar time"
+    return int(moment.timestamp()) * 1000
+
+
+def datetime_outcome(text: str) -> int | str:
+    try:
+        return fields.china_datetime_ms("collect_time", text)
+    except TerminalInfoError as exc:
+        assert exc.code == "E303"
+        return exc.message
+
+
+def test_every_time_of_day_matches_datetime() -> None:
+    # All of 00:00:00-99:99:99 on a few days, twice each (first computed, then memoized).
+    for day in ("2025-11-20", "0001-01-01", "9999-12-31", "2023-02-29"):
+        for hh_mm in (f"{h:02d}:{m:02d}" for h in range(100) for m in range(100)):
+            for second in ("00", "59", "60"):
+                text = f"{day} {hh_mm}:{second}"
+                assert datetime_outcome(text) == datetime_reference(text) == datetime_outcome(text), text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(), st.sampled_from(["", "0", ":", " ", "x", "１"]), st.integers(0, 19))
+def test_datetimes_match_datetime(moment: datetime, noise: str, at: int) -> None:
+    text = moment.strftime("%Y-%m-%d %H:%M:%S")
+    for candidate in (text, text[:at] + noise + text[at + 1 :], text[:at] + noise + text[at:]):
+        assert datetime_outcome(candidate) == datetime_reference(candidate) == datetime_outcome(candidate)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789abcdefABCDEFgG-:. ", max_size=18) | st.binary(min_size=6, max_size=6).map(
+    lambda b: b.hex("-")) | st.binary(min_size=6, max_size=6).map(bytes.hex))  # fmt: skip
+def test_mac_check_matches_its_regex(text: str) -> None:
+    for candidate in (text, text.replace("-", ":"), text.upper()):
+        if fields._MAC.fullmatch(candidate):
+            assert fields.normalize_mac("mac", candidate) == candidate.replace("-", "").replace(":", "").upper()
+        else:
+            assert code_of(fields.normalize_mac, "mac", candidate) == "E303"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(0, 300).map(str) | st.sampled_from(["00", "01", "256", "999", "1000", "٣", "1٢3", ""]),
+                min_size=3, max_size=5))  # fmt: skip
+def test_ipv4_check_matches_the_octet_loop(octets: list[str]) -> None:
+    text = ".".join(octets)
+    assert fields._is_ipv4(text) == (fields._ipv4_value(text) is not None)
