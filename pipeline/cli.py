@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "pipeline.commands.demo",
     "pipeline.send",
     "pipeline.commands.acl",
+    "pipeline.commands.store",
 )
 
 

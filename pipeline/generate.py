@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -289,10 +289,17 @@ class _Planner:
         return PlannedReport(topic, inv.investor_id.encode(), value, truth)
 
 
-def plan_reports(market: Market, keys: KeySet, config: PlanConfig) -> Iterator[PlannedReport]:
-    """Yield `config.reports` planned reports, deterministically for the same inputs."""
+def plan_reports(
+    market: Market, keys: KeySet, config: PlanConfig, indices: Iterable[int] | None = None
+) -> Iterator[PlannedReport]:
+    """Yield planned reports, deterministically for the same inputs.
+
+    By default indices 0 … `config.reports - 1`. A report's index sets its ID and its login time
+    (09:00 China time on the market's day + index seconds), so indices a day of seconds apart
+    spread one market over successive trading days.
+    """
     planner = _Planner(market, keys, config)
-    for index in range(config.reports):
+    for index in range(config.reports) if indices is None else indices:
         yield planner.plan(index)
 
 

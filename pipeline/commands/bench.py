@@ -1,4 +1,4 @@
-"""`lookthrough bench codec`: measured figures beside their floors, medians of repeated runs."""
+"""`lookthrough bench codec|pipeline|store`: measured figures beside their floors, medians of repeated runs."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ def register(subparsers: Any) -> None:
     pipeline.add_argument("--latency-records", type=int, default=3000)
     pipeline.add_argument("--suites", default="x25519,rsa")
     pipeline.set_defaults(handler=_pipeline)
+    store = which.add_parser("store", help="store sink into the ClickHouse server vs clickhouse-driver bulk insert")
+    store.add_argument("--reports", type=int, default=40_000, help="generated reports (≈ 2.3 rows each)")
+    store.add_argument("--repeat", type=int, default=3)
+    store.add_argument("--batch-rows", type=int, default=20_000)
+    store.add_argument("--python-decode", action="store_true", help="also time the sink decoding in Python")
+    store.add_argument("--sinks", type=int, default=1, help="sink processes sharing the partitions")
+    store.set_defaults(handler=_store)
 
 
 def _codec(args: argparse.Namespace) -> int:
@@ -36,4 +43,11 @@ def _pipeline(args: argparse.Namespace) -> int:
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     counts = {s: args.records // 4 if s == "rsa" else args.records for s in suites}
     print(pipeline.report(pipeline.run(counts, args.latency_records)))
+    return 0
+
+
+def _store(args: argparse.Namespace) -> int:
+    from pipeline.store import bench
+
+    print(bench.report(bench.run(args.reports, args.repeat, args.batch_rows, args.python_decode, args.sinks)))
     return 0

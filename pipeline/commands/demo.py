@@ -73,6 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
     feedback_topics = readback.topics_matching(client, t.feedback_prefix)
     data = readback.read_all(client, [t.reports, t.dlq, *exchange_topics, *feedback_topics])
     print(_summary(data, t.reports, t.dlq, t.exchange_prefix, feedback_topics, total, elapsed))
+    print(_store_answers(settings, workdir / "store"))
     print(f"\nlogs: {workdir / 'workers.log'}; to read an exchange's data:")
     print(f"  LT_TOPICS_EXCHANGE_PREFIX={t.exchange_prefix} lookthrough subscribe --exchange SHFE --idle-exit 3")
     return 0
@@ -105,4 +106,46 @@ def _summary(data: dict[str, list[tuple[bytes | None, Any]]], reports: str, dlq:
     for fingerprint, investors in top:
         if len(investors) > 1:
             lines.append(f"  {fingerprint[:16]}…  {len(investors)}")
+    return "\n".join(lines)
+
+
+def _store_answers(settings: Settings, store: Path) -> str:
+    """Sink the run's topics into an embedded chdb store under the workdir, then ask it a few questions."""
+    import dataclasses
+
+    from pipeline.store import queries
+    from pipeline.store.backend import connect
+    from pipeline.store.migrations import migrate
+    from pipeline.store.policy import Retention
+    from pipeline.store.sink import Sink
+
+    ch = dataclasses.replace(settings.clickhouse, host=None, path=store)
+    backend = connect(ch)
+    try:
+        migrate(backend, Retention.from_settings(ch))
+        stats = Sink(dataclasses.replace(settings, clickhouse=ch), backend).run(until_caught_up=True, timeout_s=600)
+        span = f"SELECT min(trading_day), max(trading_day), today() FROM {backend.database}.reports"
+        first, last, today = backend.query(span).rows[0]
+        last = max(last, today)  # unreadable rejects (E101) are dated by the day they were rejected
+        params = queries.Params(first, last)
+        devices, ips, rejects = (queries.run(backend, name, params).dicts()
+                                 for name in ("shared-devices", "shared-ips", "reject-rates"))  # fmt: skip
+    finally:
+        backend.close()
+    lines = [f"\nanalytics store (embedded chdb in {store}): {stats.total_rows} rows "
+             f"({', '.join(f'{k} {v}' for k, v in sorted(stats.rows.items()))})"]  # fmt: skip
+    lines.append(f"\ndevices shared by several investors (一机多户): {len(devices)}; the widest:")
+    for d in devices[:5]:
+        where = f"{d['investors']} investors at {d['brokers']} brokers"
+        lines.append(f"  {d['device'][:16]}…  {where} ({d['terminal_kind']})")
+    lines.append(f"\npublic IPs shared by several investors: {len(ips)}; the widest:")
+    for ip in ips[:5]:
+        lines.append(f"  {ip['public_ip']:<16} {ip['investors']} investors at {ip['brokers']} brokers")
+    lines.append("\nreject rate per reporter:")
+    for reporter in sorted({r["reporter_id"] for r in rejects}):
+        r = next(r for r in rejects if r["reporter_id"] == reporter)
+        lines.append(f"  {reporter:<6} {r['reporter_rejects']:>5} of {r['reporter_reports']:>6}"
+                     f" ({r['reporter_rejects'] / r['reporter_reports']:.2%})")  # fmt: skip
+    lines.append(f"\nmore: lookthrough query --help; e.g. lookthrough query relay-concentration --store {store} "
+                 f"--from {first} --to {last}")  # fmt: skip
     return "\n".join(lines)

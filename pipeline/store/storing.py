@@ -1,0 +1,172 @@
+"""Storing one batch, on the sink's background threads: decode what is left, insert every part.
+
+`Storer.store(batch, abandon, retry)` decodes the batch's pending values in Python and, for a
+server backend, its raw values in a private chdb (`pipeline.store.avrosql`); the embedded backend
+decodes raw values inside its own INSERT. Then one columnar insert per part, one insert at a time
+(a client is not shared between threads), skipping parts a previous attempt stored. While the
+store is unavailable it retries with exponential back-off and jitter, until it succeeds (True),
+or is told to give up: `abandon` set, `running` cleared, or `retry` off (False). Other StoreErrors
+propagate. A batch ClickHouse cannot read is decoded record by record in Python, so only a
+malformed record is skipped (logged, counted), never the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pipeline import schemas
+from pipeline.errors import EnvelopeError
+from pipeline.store.backend import Backend
+from pipeline.store.batch import Batch
+from pipeline.store.errors import StoreError, StoreUnavailable
+from pipeline.store.tables import TABLES, Row, Table
+
+log = logging.getLogger("pipeline.store.sink")  # one logger for the sink's story
+
+
+@runtime_checkable
+class AvroInserting(Protocol):
+    """A backend that decodes and inserts single-object values itself (the embedded one)."""
+
+    def insert_avro(self, table: Table, values: Sequence[bytes], token: str | None) -> int: ...
+
+
+@dataclass
+class SinkStats:
+    rows: dict[str, int] = field(default_factory=dict)
+    records: int = 0
+    skipped: int = 0
+    flushes: int = 0
+    retries: int = 0
+    first_record_at: float = 0.0
+    last_flush_at: float = 0.0
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def rows_per_s(self) -> float:
+        """Stored rows per second from the first record read to the last batch stored."""
+        span = self.last_flush_at - self.first_record_at
+        return self.total_rows / span if span > 0 else 0.0
+
+
+class Backoff:
+    """Exponential back-off with jitter, capped."""
+
+    def __init__(self, initial_s: float, maximum_s: float) -> None:
+        self.initial, self.maximum = initial_s, maximum_s
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.maximum, self.initial * 2**attempt) * random.uniform(0.5, 1.0))
+
+
+def transpose(rows: list[Row]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+class Storer:
+    def __init__(self, backend: Backend, backoff: Backoff, stats: SinkStats) -> None:
+        self.backend = backend
+        self.backoff = backoff
+        self.stats = stats
+        self.running = True
+        self.insert_lock = threading.Lock()
+        self.reader: Any = None  # AvroReader, made on first use by a server backend
+
+    def row(self, table: Table, value: bytes, where: str) -> Row | None:
+        """The row of one value decoded in Python; None (logged, counted) when it does not fit."""
+        try:
+            _, datum = schemas.decode(value, expected=table.record)
+            return table.row(datum)
+        except (EnvelopeError, KeyError, TypeError, ValueError) as exc:
+            self.stats.skipped += 1
+            log.warning("skipping a record that does not fit its table",
+                        extra={"position": where, "table": table.name, "error": type(exc).__name__})  # fmt: skip
+            return None
+
+    def store(self, batch: Batch, abandon: threading.Event, retry: bool) -> bool:
+        """Decode the batch, then insert every part of it, retrying while the store is unavailable.
+        True when stored; False when given up (stop, rebalance, or `retry` off). Other errors
+        propagate."""
+        self._decode(batch)
+        attempt = 0
+        while True:
+            try:
+                with self.insert_lock:
+                    self._insert(batch)
+                return True
+            except StoreUnavailable as exc:
+                if not retry or not self.running or abandon.is_set():
+                    log.warning("batch not stored; it will be reread", extra={"error": str(exc)})
+                    return False
+                delay = self.backoff.delay(attempt)
+                attempt += 1
+                self.stats.retries += 1
+                log.warning("store unavailable; retrying",
+                            extra={"error": str(exc), "retry_in_s": round(delay, 2), "attempt": attempt})  # fmt: skip
+                abandon.wait(delay)
+
+    def _decode(self, batch: Batch) -> None:
+        """Decode the batch while another one is being inserted: pending values in Python; raw
+        values in a private chdb for a server backend (the embedded one decodes inside its INSERT)."""
+        for name, values in batch.pending.items():
+            table = TABLES[name]
+            rows = batch.rows.setdefault(name, [])
+            rows.extend(row for i, v in enumerate(values) if (row := self.row(table, v, f"item {i}")) is not None)
+        batch.pending.clear()
+        if isinstance(self.backend, AvroInserting):
+            return
+        for name, values in batch.raw.items():
+            table = TABLES[name]
+            try:
+                with self.insert_lock:  # the first batch makes the reader; later ones only read it
+                    if self.reader is None:
+                        from pipeline.store.avrosql import AvroReader
+
+                        self.reader = AvroReader()
+                batch.decoded[name] = self.reader.columns(table, values)
+            except StoreError as exc:
+                # ClickHouse could not read the batch (a malformed record?): decode it here, record
+                # by record, so one bad record is skipped instead of stopping the sink.
+                log.warning("decoding a batch in Python", extra={"table": name, "error": str(exc)})
+                rows = batch.rows.setdefault(name, [])
+                rows.extend(row for i, v in enumerate(values) if (row := self.row(table, v, f"item {i}")) is not None)
+                batch.raw[name] = []
+
+    def _insert(self, batch: Batch) -> None:
+        for name, rows in batch.rows.items():
+            part = f"{name}/rows"
+            if part not in batch.done and rows:
+                self.backend.insert(name, TABLES[name].columns, transpose(rows), batch.token(part))
+                batch.done.add(part)
+        for name, values in batch.raw.items():
+            part = f"{name}/raw"
+            if part not in batch.done and values:
+                self._insert_raw(batch, TABLES[name], values, batch.token(part))
+                batch.done.add(part)
+
+    def _insert_raw(self, batch: Batch, table: Table, values: list[bytes], token: str) -> None:
+        if not isinstance(self.backend, AvroInserting):
+            self.backend.insert(table.name, table.columns, batch.decoded[table.name], token)
+            return
+        try:
+            self.backend.insert_avro(table, values, token)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:  # as in _decode: one malformed record must not stop the sink
+            log.warning("decoding a batch in Python", extra={"table": table.name, "error": str(exc)})
+            rows = [row for i, v in enumerate(values) if (row := self.row(table, v, f"batch item {i}")) is not None]
+            if rows:
+                self.backend.insert(table.name, table.columns, transpose(rows), token + "-python")
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
