@@ -1,9 +1,11 @@
 """Readiness probes used by infra/*/start: exit 0 when the service answers, 1 otherwise.
 
     probe.py kafka HOST:PORT [--wait S] [--pid PID]             metadata lists at least one broker
+              [--user NAME --password-file FILE [--ca CA.crt]]   ... authenticated with SCRAM-SHA-512
     probe.py clickhouse HOST HTTP_PORT [--wait S] [--pid PID]   HTTP `SELECT 1` returns 1
 --wait retries for up to S seconds (default: one attempt); --pid gives up early when
-that process has exited. Prints a one-line reason on failure; never a stack trace.
+that process has exited. A password is read from its file, never from argv. Prints a
+one-line reason on failure; never a stack trace.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ import urllib.error
 import urllib.request
 
 
-def probe_kafka(bootstrap: str, timeout: float) -> str | None:
+def probe_kafka(bootstrap: str, timeout: float, security: dict[str, str]) -> str | None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    # log_level 0 keeps librdkafka's "connection refused" chatter out of the start output.
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000)})
+    errors: list[str] = []
+    # log_level 0 keeps librdkafka's "connection refused" chatter out of the start output;
+    # error_cb keeps the last reason (an authentication failure says more than a timeout).
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": int(timeout * 1000),
+                         "error_cb": lambda err: errors.append(err.str()), **security})  # fmt: skip
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        return f"no metadata from {bootstrap}: {exc.args[0].str() if exc.args else exc}"
+        detail = errors[-1] if errors else (exc.args[0].str() if exc.args else str(exc))
+        return f"no metadata from {bootstrap}: {detail}"
     if not md.brokers:
         return f"{bootstrap} answered without brokers"
     return None
@@ -60,6 +66,9 @@ def main() -> int:
     k.add_argument("--timeout", type=float, default=2.0)
     k.add_argument("--wait", type=float, default=0.0)
     k.add_argument("--pid", type=int)
+    k.add_argument("--user", help="SCRAM-SHA-512 user (with --password-file)")
+    k.add_argument("--password-file")
+    k.add_argument("--ca", help="CA certificate: connect with SASL_SSL")
     c = sub.add_parser("clickhouse")
     c.add_argument("host")
     c.add_argument("http_port", type=int)
@@ -67,11 +76,19 @@ def main() -> int:
     c.add_argument("--wait", type=float, default=0.0)
     c.add_argument("--pid", type=int)
     args = parser.parse_args()
+    security: dict[str, str] = {}
+    if args.service == "kafka" and args.user:
+        with open(args.password_file) as fh:
+            password = fh.read().strip()
+        security = {"security.protocol": "SASL_SSL" if args.ca else "SASL_PLAINTEXT",
+                    "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": args.user, "sasl.password": password}  # fmt: skip
+        if args.ca:
+            security["ssl.ca.location"] = args.ca
 
     deadline = time.monotonic() + args.wait
     while True:
         if args.service == "kafka":
-            problem = probe_kafka(args.bootstrap, args.timeout)
+            problem = probe_kafka(args.bootstrap, args.timeout, security)
         else:
             problem = probe_clickhouse(args.host, args.http_port, args.timeout)
         if problem is None:

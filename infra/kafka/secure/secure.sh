@@ -150,6 +150,6 @@ secure_probe() {
     shift
     local ca=()
     [ "$LT_KAFKA_SECURITY" = scram-tls ] && ca=(--ca "$LT_KAFKA_TLS_DIR/ca.crt")
-    "$LT_PYTHON" "$SECURE_DIR/probe.py" "$bootstrap" --user "$LT_KAFKA_ADMIN_USER" \
+    "$LT_PYTHON" "$LT_ROOT/infra/lib/probe.py" kafka "$bootstrap" --user "$LT_KAFKA_ADMIN_USER" \
         --password-file "$LT_KAFKA_ADMIN_PASSWORD_FILE" "${ca[@]}" "$@"
 }
