@@ -103,6 +103,11 @@ def publish(settings: Settings, kind: str, records: Iterable[Mapping[str, Any]])
     return len(encoded)
 
 
+def publish_directory(settings: Settings, directory: Path) -> int:
+    """Publish every `<kind>.json` of a directory (as `lookthrough generate` writes them)."""
+    return sum(publish(settings, kind, read_records(kind, directory / f"{kind}.json")) for kind in KINDS)
+
+
 class ReferenceFollower:
     """Keeps a `ReferenceData` in step with the `lt.ref.*` topics."""
 

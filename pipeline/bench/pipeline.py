@@ -29,7 +29,6 @@ from pipeline.codec import parse_report_line
 from pipeline.commands.generate import generate_market
 from pipeline.config import Settings
 from pipeline.crypto.keyring import Keyring
-from pipeline.refdata import KINDS
 from pipeline.schemas import decode
 from pipeline.topics import TopicSpec, ensure_topics, output_topics
 
@@ -186,8 +185,7 @@ def measure_suite(suite: str, records: int, latency_records: int, workdir: Path)
     settings = Settings.from_env()
     client = settings.kafka.client_config()
     ensure_topics(AdminClient(client), settings, output_topics(settings))
-    for kind in KINDS:
-        refstore.publish(settings, kind, refstore.read_records(kind, market / "reference" / f"{kind}.json"))
+    refstore.publish_directory(settings, market / "reference")
     total = localrun.feed(settings, market / "throughput.jsonl")
     ingress_topics = sorted({settings.topics.ingress(r) for r in _reporters(market / "ingress.jsonl")})
 

@@ -33,7 +33,6 @@ def _demo(args: argparse.Namespace) -> int:
 
     from pipeline import localrun, readback, refstore
     from pipeline.commands.generate import generate_market
-    from pipeline.refdata import KINDS
     from pipeline.topics import ensure_topics, output_topics
 
     run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -50,8 +49,7 @@ def _demo(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     client = settings.kafka.client_config()
     ensure_topics(AdminClient(client), settings, output_topics(settings))
-    for kind in KINDS:
-        refstore.publish(settings, kind, refstore.read_records(kind, workdir / "reference" / f"{kind}.json"))
+    refstore.publish_directory(settings, workdir / "reference")
     print(f"reference data loaded; topics under prefix {prefix!r} on {bootstrap}")
 
     logs = open(workdir / "workers.log", "ab")  # noqa: SIM115 - shared by the worker processes

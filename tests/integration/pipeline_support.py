@@ -19,7 +19,6 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline import localrun, readback, refstore
 from pipeline.config import Settings
-from pipeline.refdata import KINDS
 from pipeline.topics import ensure_topics, output_topics
 
 
@@ -91,8 +90,7 @@ def namespace(
 
 
 def load_reference(settings: Settings, market_dir: Path) -> None:
-    for kind in KINDS:
-        refstore.publish(settings, kind, refstore.read_records(kind, market_dir / "reference" / f"{kind}.json"))
+    refstore.publish_directory(settings, market_dir / "reference")
 
 
 def load_truth(market_dir: Path) -> list[dict[str, Any]]:
