@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import uuid
 from collections import Counter
@@ -20,6 +21,18 @@ from confluent_kafka.admin import AdminClient
 from pipeline import localrun, readback, refstore
 from pipeline.config import Settings
 from pipeline.topics import ensure_topics, output_topics
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nothing listens on right now (the kernel's choice, released again)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -35,24 +34,12 @@ from pipeline.commands.generate import generate_market
 from pipeline.config import Settings, TopicNames
 from pipeline.topics import ensure_topics, ingress_topic
 
-from .pipeline_support import Outputs, load_reference, load_truth, namespace, read_outputs
+from .pipeline_support import Outputs, free_ports, load_reference, load_truth, namespace, read_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_PRINCIPALS = "e2e-"  # principal prefix of the secured run; other tests use their own
 MARKET_SEED = 20240607
 MARKET_REPORTS = 3000
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nothing listens on right now (the kernel's choice, released again)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 from pipeline import localrun, refstore
 from pipeline.commands.generate import generate_market
 
-from .pipeline_support import assert_exactly_once, load_reference, load_truth, namespace, read_outputs
+from .pipeline_support import assert_exactly_once, free_ports, load_reference, load_truth, namespace, read_outputs
 
 ALL_CODES = {
     "E101", "E102", "E103", "E104", "E105", "E201", "E202", "E203", "E204", "E205",
@@ -173,7 +173,6 @@ def test_metrics_and_subscribe_resume(kafka_bootstrap: str, small_market: tuple[
     """The worker's Prometheus counters match the ground truth; `lookthrough subscribe` run twice
     delivers every SHFE record once, in two parts."""
     import json
-    import socket
     import subprocess
     import sys
     import urllib.request
@@ -181,9 +180,7 @@ def test_metrics_and_subscribe_resume(kafka_bootstrap: str, small_market: tuple[
     market_dir, summary = small_market
     truth = load_truth(market_dir)
     expected = sorted(t["report_id"] for t in truth if "SHFE" in t["exchanges"])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    (port,) = free_ports(1)
     with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
         ns.env["LT_PIPELINE_METRICS_PORT"] = str(port)
         load_reference(ns.settings, market_dir)

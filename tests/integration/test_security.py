@@ -30,8 +30,8 @@ from pipeline.crypto.admin import export_public
 from pipeline.marketkeys import create_market_keyring
 from pipeline.topics import TopicSpec, ensure_topics, feedback_topic, ingress_topic, output_topics
 
-from .pipeline_support import assert_exactly_once
-from .secure_support import SecureCluster, free_ports, secure_kafka, secured_run
+from .pipeline_support import assert_exactly_once, free_ports
+from .secure_support import SecureCluster, secure_kafka, secured_run
 
 __all__ = ["secure_kafka"]  # the fixture, imported so pytest finds it here
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from confluent_kafka import Producer
 from pipeline import schemas
 from pipeline.store.bench import processed_outputs
 
-from .pipeline_support import namespace
+from .pipeline_support import free_ports, namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -40,17 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_S = float(os.environ.get("LT_TEST_STORE_OUTAGE_S", "15"))
 REPORTS = 3000
 PRODUCE_S = OUTAGE_S + 14  # records keep arriving before, during and after the outage
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class PrivateClickHouse:
