@@ -75,6 +75,7 @@ class Truth:
     correction_of: str | None = None
     broker_id: str = ""
     app_ids: list[str] = field(default_factory=list)
+    missing_items: list[str] = field(default_factory=list)  # terminal items left out as not collected
 
 
 @dataclass
@@ -187,10 +188,12 @@ class _Planner:
         received_ms = login_ms + rng.randrange(3000)
         collect_ms = login_ms - rng.randrange(30_000)
         values, flags = _terminal_values(rng, device, collect_ms)
+        missing_items: list[str] = []
         if rng.random() < cfg.missing_item_rate and device.terminal_type in _ALIGNED_ITEMS:
             # A genuinely missing item, reported consistently: empty with its bit set.
             for name in _ALIGNED_ITEMS[device.terminal_type]:
-                values.pop(name, None)
+                if values.pop(name, None) is not None:
+                    missing_items.append(name)
                 flags |= 1 << _flag_bit(device, name)
         public_ip = inv.public_ip
         if rng.random() < cfg.ipv6_rate:
@@ -278,7 +281,7 @@ class _Planner:
         topic = f"lt.ingress.{reporter_id}"
         truth = Truth(index, topic, reporter_id, report_id, market.investor_key(inv), device.device_key,
                       "accepted", correction_of=correction_of, broker_id=inv.broker_id,
-                      app_ids=[a for a in (app_id, relay_app_id) if a])  # fmt: skip
+                      app_ids=[a for a in (app_id, relay_app_id) if a], missing_items=missing_items)  # fmt: skip
         if defect and defect.startswith("E"):
             truth.outcome, truth.code = "rejected", defect
         else:

@@ -5,6 +5,11 @@ holding a trading code there) and a minimum group size (`min_accounts`: investor
 IP, devices per investor). Queries read FINAL or count distinct keys, so rows stored twice by a
 replay are never counted twice. The SQL runs unchanged on ClickHouse 18.16 and on current
 ClickHouse. `run(backend, name, params)` returns a QueryResult; unknown names raise StoreError.
+
+The device-centric queries (shared-devices, multi-device-investors, the devices of shared-ips) count
+physical devices, not fingerprints: SQL returns each fingerprint with its stable identifiers and
+`pipeline.store.devices` links the fingerprints of one device (a login whose BIOS serial could not
+be collected has a fingerprint of its own), then applies the thresholds and the order.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.profile import limits
+from pipeline.store import devices
 from pipeline.store.backend import Backend, QueryResult
 from pipeline.store.errors import StoreError
 from pipeline.store.quality import collection_quality
@@ -34,6 +40,20 @@ class Params:
 
 
 @dataclass(frozen=True, slots=True)
+class Context:
+    """What a query's Python step may need besides the rows of its SQL."""
+
+    backend: Backend
+    params: Params
+    min_accounts: int  # the query's default applied
+
+    def devices(self) -> dict[str, str]:
+        """Fingerprint → device (`pipeline.store.devices.link`) over the reports of the range and exchange."""
+        sql = _render(_OBSERVATIONS, self.backend.database, self.params, self.min_accounts)
+        return devices.link_rows(self.backend.query(sql))
+
+
+@dataclass(frozen=True, slots=True)
 class NamedQuery:
     name: str
     title: str
@@ -41,65 +61,49 @@ class NamedQuery:
     sql: str
     default_min: int = 2
     by_exchange: bool = True
-    post: Callable[[QueryResult], QueryResult] | None = field(default=None)
+    post: Callable[[QueryResult, Context], QueryResult] | None = field(default=None)
 
 
 _RANGE = "trading_day >= {date_from} AND trading_day <= {date_to}"
+_OBSERVATIONS = devices.OBSERVATIONS_SQL.replace("{where}", _RANGE + " {exchange_filter}")
+
+
+def _shared_ips_devices(result: QueryResult, context: Context) -> QueryResult:
+    """Replace each IP's fingerprints by the number of devices behind them."""
+    i = result.columns.index("fingerprints")
+    device = context.devices() if result.rows else {}
+    columns = [*result.columns[:i], "devices", *result.columns[i + 1 :]]
+    rows = [(*row[:i], len({device.get(fp, fp) for fp in row[i]}), *row[i + 1 :]) for row in result.rows]
+    return QueryResult(columns, rows)
+
 
 QUERIES: dict[str, NamedQuery] = {q.name: q for q in (
     NamedQuery(
         "shared-devices", "一机多户 devices shared by several investors, across brokers",
-        "Devices (by device_fingerprint) used by at least --min-accounts investors (broker:investor), "
-        "and by at least --min-brokers brokers.",
-        f"""
-SELECT
-    device_fingerprint AS device,
-    any(terminal_kind) AS terminal_kind,
-    uniqExact(investor) AS investors,
-    uniqExact(broker_id) AS brokers,
-    arraySort(groupUniqArray(investor)) AS investor_list,
-    count() AS reports,
-    min(login_time) AS first_login,
-    max(login_time) AS last_login
-FROM
-(
-    SELECT device_fingerprint, terminal_kind, broker_id, concat(broker_id, ':', investor_id) AS investor, login_time
-    FROM {{db}}.reports FINAL
-    WHERE {_RANGE} AND device_fingerprint != '' {{exchange_filter}}
-)
-GROUP BY device_fingerprint
-HAVING investors >= {{min_accounts}} AND brokers >= {{min_brokers}}
-ORDER BY investors DESC, brokers DESC, device
-""",
+        "Devices used by at least --min-accounts investors (broker:investor), and by at least --min-brokers "
+        "brokers. A device is named by its most complete fingerprint; `fingerprints` lists all of its "
+        "fingerprints (logins whose BIOS or disk serial, IMEI … could not be collected have their own).",
+        _OBSERVATIONS,
+        post=lambda result, c: devices.shared_devices_rows(result, c.min_accounts, c.params.min_brokers),
     ),
     NamedQuery(
         "multi-device-investors", "一户多机 investors on many devices",
-        "Investors who reported from at least --min-accounts distinct devices.",
-        f"""
-SELECT
-    broker_id,
-    investor_id,
-    uniqExact(device_fingerprint) AS devices,
-    arraySort(groupUniqArray(terminal_kind)) AS terminal_kinds,
-    arraySort(groupUniqArray(device_fingerprint)) AS device_list,
-    count() AS reports
-FROM {{db}}.reports FINAL
-WHERE {_RANGE} AND device_fingerprint != '' {{exchange_filter}}
-GROUP BY broker_id, investor_id
-HAVING devices >= {{min_accounts}}
-ORDER BY devices DESC, broker_id, investor_id
-""",
+        "Investors who reported from at least --min-accounts distinct devices (fingerprints of one device "
+        "linked, as in shared-devices); `fingerprints` lists the fingerprints behind them.",
+        _OBSERVATIONS,
+        post=lambda result, c: devices.multi_device_investors_rows(result, c.min_accounts),
     ),
     NamedQuery(
         "shared-ips", "public IPs shared by many investors",
-        "Public IPs behind at least --min-accounts investors. Reports flagged W408 (a private or "
-        "reserved address given as public IP) are left out: such an address says nothing about the office.",
+        "Public IPs behind at least --min-accounts investors, and the devices behind them (linked as in "
+        "shared-devices). Reports flagged W408 (a private or reserved address given as public IP) are left "
+        "out: such an address says nothing about the office.",
         f"""
 SELECT
     public_ip,
     uniqExact(investor) AS investors,
     uniqExact(broker_id) AS brokers,
-    uniqExactIf(device_fingerprint, device_fingerprint != '') AS devices,
+    groupUniqArrayIf(device_fingerprint, device_fingerprint != '') AS fingerprints,
     arraySort(groupUniqArray(investor)) AS investor_list,
     count() AS reports
 FROM
@@ -112,6 +116,7 @@ GROUP BY public_ip
 HAVING investors >= {{min_accounts}}
 ORDER BY investors DESC, public_ip
 """,
+        post=_shared_ips_devices,
     ),
     NamedQuery(
         "relay-concentration", "relay software concentration (RelayAppID share)",
@@ -150,7 +155,7 @@ WHERE {_RANGE} {{exchange_filter}}
 GROUP BY vendor_id, app_id, terminal_type, collect_flags
 ORDER BY vendor_id, app_id, terminal_type, collect_flags
 """,
-        post=collection_quality,
+        post=lambda result, _: collection_quality(result),
     ),
     NamedQuery(
         "app-authorization", "unregistered (W402) or unauthorized (W403) AppIDs by broker",
@@ -249,20 +254,28 @@ ORDER BY reporter_id, error_code
 )}
 
 
-def render_sql(query: NamedQuery, database: str, params: Params) -> str:
-    """The query's SQL with every parameter inlined as a literal."""
-    if params.exchange and not query.by_exchange:
-        raise StoreError(f"{query.name} cannot be filtered by exchange")
+def _render(sql: str, database: str, params: Params, min_accounts: int) -> str:
     exchange_filter = f"AND has(trading_exchanges, {literal(params.exchange)})" if params.exchange else ""
-    return query.sql.format(
+    return sql.format(
         db=database,
         date_from=literal(params.date_from),
         date_to=literal(params.date_to),
         exchange_filter=exchange_filter,
-        min_accounts=literal(params.min_accounts if params.min_accounts is not None else query.default_min),
+        min_accounts=literal(min_accounts),
         min_brokers=literal(params.min_brokers),
         skew_threshold=literal(limits().time_skew_seconds),
     )
+
+
+def render_sql(query: NamedQuery, database: str, params: Params) -> str:
+    """The query's SQL with every parameter inlined as a literal."""
+    if params.exchange and not query.by_exchange:
+        raise StoreError(f"{query.name} cannot be filtered by exchange")
+    return _render(query.sql, database, params, _min_accounts(query, params))
+
+
+def _min_accounts(query: NamedQuery, params: Params) -> int:
+    return params.min_accounts if params.min_accounts is not None else query.default_min
 
 
 def run(backend: Backend, name: str, params: Params) -> QueryResult:
@@ -270,4 +283,6 @@ def run(backend: Backend, name: str, params: Params) -> QueryResult:
     if query is None:
         raise StoreError(f"unknown query {name!r}; known: {', '.join(QUERIES)}")
     result = backend.query(render_sql(query, backend.database, params))
-    return query.post(result) if query.post is not None else result
+    if query.post is None:
+        return result
+    return query.post(result, Context(backend, params, _min_accounts(query, params)))
