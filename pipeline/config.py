@@ -92,7 +92,7 @@ class KafkaSettings:
 class PipelineSettings:
     environment: str = "production"
     batch_size: int = 500
-    batch_timeout_ms: int = 100
+    batch_timeout_ms: int = 50
     metrics_port: int = 0
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     version: str = __version__

@@ -24,12 +24,12 @@ class LabelCache:
     def __init__(self) -> None:
         self.children: dict[tuple[int, str], Any] = {}
 
-    def inc(self, counter: Counter, label: str) -> None:
+    def inc(self, counter: Counter, label: str, amount: int = 1) -> None:
         key = (id(counter), label)
         child = self.children.get(key)
         if child is None:
             child = self.children[key] = counter.labels(label)
-        child.inc()
+        child.inc(amount)
 
 
 def serve(port: int) -> None:

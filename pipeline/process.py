@@ -61,6 +61,9 @@ class Processor:
         self.normalize_settings = normalize.NormalizeSettings(
             p.time_skew_seconds * 1000, normalize.NormalizeSettings.from_profile().login_future_tolerance_ms
         )
+        # One pass writes the TerminalRecord and every exchange's ExchangeRecord copy of it.
+        self.encode_with_views = schemas.view_encoder(REPORTS, EXCHANGE, route.EXCHANGE_VARYING)
+        route.check_exchange_fields(self.encode_with_views.fields())
         self.enrich_settings = enrich.EnrichSettings(
             p.fingerprint_key, p.sharing_max_investors, p.sharing_window_seconds * 1000
         )
@@ -120,16 +123,11 @@ class Processor:
                 ],
                 error.code,
             )
-        outputs = [
-            Output(
-                topics.reports,
-                f"{record['reporter_id']}:{record['investor_id']}".encode(),
-                schemas.encode(REPORTS, record),
-            )
-        ]
-        for exchange, trading_code in route.route(record, self.ref.licensed_exchanges(now_ms)):
-            out = route.exchange_record(record, exchange, trading_code)
-            outputs.append(Output(topics.exchange(exchange), trading_code.encode(), schemas.encode(EXCHANGE, out)))
+        routes = route.route(record, self.ref.licensed_exchanges(now_ms))
+        value, views = self.encode_with_views(record, [route.exchange_variant(record, ex, code) for ex, code in routes])
+        outputs = [Output(topics.reports, f"{record['reporter_id']}:{record['investor_id']}".encode(), value)]
+        for (exchange, trading_code), view in zip(routes, views, strict=True):
+            outputs.append(Output(topics.exchange(exchange), trading_code.encode(), view))
         feedback = route.accepted_feedback(record, now_ms)
         outputs.append(
             Output(topics.feedback(reporter), record["report_id"].encode(), schemas.encode(FEEDBACK, feedback))

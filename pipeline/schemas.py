@@ -174,6 +174,51 @@ def encode(full_name: str, datum: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
+class ViewEncoder:
+    """Encodes a record and several views of it (records of another schema) in one pass.
+
+    ``encoder(datum, variants)`` returns ``(encode(primary, datum), [encode(view, {**datum, **w})
+    for w in variants])``, byte for byte, where each variant ``w`` holds exactly the ``varying``
+    fields. Fields the view shares with the primary are written once, not once per view: the
+    per-exchange copies of an accepted report cost little more than the report itself.
+    """
+
+    def __init__(self, primary: str, view: str, varying: frozenset[str]) -> None:
+        reg = _registry()
+        self.primary, self.view, self.varying = primary, view, varying
+        self._fast: Callable[[dict[str, Any], list[dict[str, Any]]], tuple[bytes, list[bytes]]] | None = None
+        try:
+            builder = _EncoderBuilder()
+            entry = builder.view_function(
+                _fast_node(reg.current[primary]), reg.headers[primary],
+                _fast_node(reg.current[view]), reg.headers[view], varying,
+            )  # fmt: skip
+            self._fast = builder.compile(entry)
+        except _NoFastPath:
+            pass
+        missing = varying - {f["name"] for f in reg.current[view].schema["fields"]}
+        if missing:
+            raise KeyError(f"{view} has no field {sorted(missing)[0]}")
+
+    def fields(self) -> frozenset[str]:
+        """The view's field names."""
+        return frozenset(f["name"] for f in _registry().current[self.view].schema["fields"])
+
+    def __call__(self, datum: dict[str, Any], variants: list[dict[str, Any]]) -> tuple[bytes, list[bytes]]:
+        if self._fast is not None:
+            try:
+                return self._fast(datum, variants)
+            except Exception:  # as in `encode`: fastavro decides whatever the compiled code refuses
+                pass
+        return encode(self.primary, datum), [encode(self.view, {**datum, **w}) for w in variants]
+
+
+@cache
+def view_encoder(primary: str, view: str, varying: frozenset[str]) -> ViewEncoder:
+    """The (cached) `ViewEncoder` of ``view`` records taken from ``primary`` records."""
+    return ViewEncoder(primary, view, varying)
+
+
 def decode(data: bytes | None, expected: str | None = None) -> tuple[str, dict[str, Any]]:
     """Decode an Avro single-object value into ``(record full name, datum)`` in the current schema.
 
@@ -587,29 +632,86 @@ class _EncoderBuilder(_Source):
     def record_function(self, node: _Node, header: bytes) -> str:
         body: list[str] = []
         slots = self.fields(node, "d", body, 1)
-        name = self.local("_encode_")
-        self.functions.append("\n".join([
-            f"def {name}(d):",
-            "    if type(d) is not dict:",
-            "        raise _Refuse",
-            *body,
-            f"    return ''.join(({self.const(header.decode('latin-1'))}, {', '.join(slots)})).encode('latin-1')",
-        ]))  # fmt: skip
+        return self.entry("_encode_", "d", [*body, f"    return {self.value_bytes(header, slots)}"])
+
+    def entry(self, prefix: str, params: str, body: list[str]) -> str:
+        """Add a function of ``params`` that refuses a ``d`` other than a dict, then runs ``body``."""
+        name = self.local(prefix)
+        head = [f"def {name}({params}):", "    if type(d) is not dict:", "        raise _Refuse"]
+        self.functions.append("\n".join([*head, *body]))
         return name
 
+    def value_bytes(self, header: bytes, slots: list[str]) -> str:
+        """The expression joining ``header`` and the pieces in ``slots`` into the value's bytes."""
+        return f"''.join(({self.const(header.decode('latin-1'))}, {', '.join(slots)})).encode('latin-1')"
+
     def fields(self, node: _Node, value: str, out: list[str], depth: int) -> list[str]:
-        pad = "    " * depth
         slots: list[str] = []
-        for name, child, has_default, default, _ in node[2]:
-            local = self.local("v")
-            if has_default:
-                out.append(f"{pad}{local} = {value}.get({name!r}, {self.const(default)})")
-            elif child[0] == "null" or (child[0] == "union" and any(b[0] == "null" for b in child[1])):
-                out.append(f"{pad}{local} = {value}.get({name!r})")
-            else:
-                out.append(f"{pad}{local} = {value}[{name!r}]")
-            slots += self.value(child, local, out, depth)
+        for field in node[2]:
+            slots += self.field(field, value, out, depth)
         return slots
+
+    def field(self, field: tuple[Any, ...], value: str, out: list[str], depth: int) -> list[str]:
+        """Statements reading one record field from the dict ``value`` and writing it."""
+        pad = "    " * depth
+        name, child, has_default, default, _ = field
+        local = self.local("v")
+        if has_default:
+            out.append(f"{pad}{local} = {value}.get({name!r}, {self.const(default)})")
+        elif child[0] == "null" or (child[0] == "union" and any(b[0] == "null" for b in child[1])):
+            out.append(f"{pad}{local} = {value}.get({name!r})")
+        else:
+            out.append(f"{pad}{local} = {value}[{name!r}]")
+        return self.value(child, local, out, depth)
+
+    def view_function(self, primary: _Node, header: bytes, view: _Node, view_header: bytes,
+                      varying: frozenset[str]) -> str:  # fmt: skip
+        """``f(d, variants) -> (primary bytes, [view bytes per variant])``; see `ViewEncoder`.
+
+        A view field also in the primary (same name, type and default) reuses the primary's
+        pieces; fields named in ``varying`` are written once per variant; the rest once from ``d``.
+        """
+        body: list[str] = []
+        primary_slots: dict[str, list[str]] = {}
+        primary_fields = {f[0]: f[:4] for f in primary[2]}
+        joined: list[str] = []
+        for field in primary[2]:
+            primary_slots[field[0]] = self.field(field, "d", body, 1)
+            joined += primary_slots[field[0]]
+        loop: list[str] = []
+        pieces: list[tuple[bool, str]] = [(False, self.const(view_header.decode("latin-1")))]  # (varies?, local)
+        for field in view[2]:
+            if field[0] in varying:
+                pieces += [(True, s) for s in self.field(field, "w", loop, 2)]
+            elif primary_fields.get(field[0]) == field[:4]:
+                pieces += [(False, s) for s in primary_slots[field[0]]]
+            else:
+                pieces += [(False, s) for s in self.field(field, "d", body, 1)]
+        # Join each run of pieces that do not vary once, outside the loop.
+        parts: list[str] = []
+        run: list[str] = []
+        for varies, local in [*pieces, (True, "")]:
+            if not varies:
+                run.append(local)
+                continue
+            if run:
+                name = self.local("r")
+                body.append(f"    {name} = ''.join(({', '.join(run)},))")
+                parts.append(name)
+                run = []
+            if local:
+                parts.append(local)
+        return self.entry("_view_", "d, variants", [
+            *body,
+            f"    p = {self.value_bytes(header, joined)}",
+            "    out = []",
+            "    for w in variants:",
+            f"        if type(w) is not dict or len(w) != {len(varying)}:",
+            "            raise _Refuse",
+            *loop,
+            f"        out.append(''.join(({', '.join(parts)},)).encode('latin-1'))",
+            "    return p, out",
+        ])  # fmt: skip
 
     def value(self, node: _Node, v: str, out: list[str], depth: int) -> list[str]:
         """Statements writing ``v`` as ``node``; returns the locals holding the output pieces."""

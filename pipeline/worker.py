@@ -7,6 +7,12 @@ consumer's group metadata, so a zombie worker is fenced). A crash at any point e
 commits the whole batch or none of it; read_committed readers see each report once.
 Per-investor order holds because the ingress key is the investor ID.
 
+Batches are pipelined: while one transaction is being flushed and committed (a thread that
+mostly waits on the broker), the next batch is consumed and processed in memory; it is
+produced only once the previous commit has succeeded. An abort drops the processed batch
+too and rewinds to the committed offsets, and a rebalance waits for the commit in flight, so
+no processed result outlives the assignment it was consumed under.
+
 faust-streaming's own exactly-once mode has open upstream bugs around transactions and
 rebalances, so the transaction boundaries are ours; see the README.
 """
@@ -17,19 +23,36 @@ import logging
 import re
 import signal
 import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline import metrics
 from pipeline.config import Settings
-from pipeline.process import Decrypting, Processor
+from pipeline.process import Decrypting, Output, Processor
 from pipeline.refdata import ReferenceData
 from pipeline.refstore import ReferenceFollower
 from pipeline.sharing import SharingFollower, SharingTable
 from pipeline.topics import ensure_topics, feedback_topic, output_topics
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """A consumed batch, processed but not yet produced: outputs, next offsets and tallies."""
+
+    size: int = 0
+    outputs: list[Output] = field(default_factory=list)
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    records_in: Counter[str] = field(default_factory=Counter)
+    records_out: Counter[str] = field(default_factory=Counter)
+    rejects: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.perf_counter)
 
 
 class Worker:
@@ -59,8 +82,13 @@ class Worker:
             "linger.ms": 5,
             "compression.type": "lz4",
             "transaction.timeout.ms": 30_000,
+            # Only failures are reported (no Python call per delivered record); the commit thread's
+            # flush waits for every acknowledgement and any failure aborts the batch.
+            "delivery.report.only.error": True,
             "on_delivery": self._delivered,
         })
+        self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self.in_flight: tuple[Future[None], Batch] | None = None
         self.known_reporters: set[str] = set()
         self.delivery_errors: list[str] = []
         self.counters = metrics.LabelCache()
@@ -76,7 +104,7 @@ class Worker:
         applied = self.ref_follower.catch_up()
         self.sharing_follower.poll(timeout=1.0)
         pattern = "^" + re.escape(self.settings.topics.ingress_prefix) + ".+"
-        self.consumer.subscribe([pattern], on_assign=self._on_assign)
+        self.consumer.subscribe([pattern], on_assign=self._on_assign, on_revoke=self._on_revoke)
         log.info("worker started", extra={"reference_records": applied, "instance": self.settings.pipeline.instance})
 
     def run(self) -> None:
@@ -89,19 +117,36 @@ class Worker:
             while self.running:
                 self.ref_follower.poll()
                 self.sharing_follower.poll()
-                messages = self.consumer.consume(p.batch_size, timeout=p.batch_timeout_ms / 1000)
-                if messages:
-                    self.process_batch(messages)
+                # The previous batch commits in the background while this one is consumed and processed.
+                messages = self.next_batch(p.batch_size, p.batch_timeout_ms / 1000)
+                batch = self.process(messages) if messages else None
+                if self.finish_commit() and batch is not None:
+                    self.start_commit(batch)
                 if time.monotonic() - last_lag > 5:
                     self.update_lag()
                     last_lag = time.monotonic()
+            self.finish_commit()
         finally:
             self.close()
+
+    def next_batch(self, size: int, linger_s: float) -> list[Message]:
+        """Up to `size` records: wait for the first (briefly, so the loop stays responsive),
+        then at most `linger_s` for the batch to fill. A batch that is already queued returns
+        at once; a lone record waits `linger_s`, not the whole batch timeout of a plain consume.
+        """
+        first = self.consumer.poll(0.2)
+        if first is None:
+            return []
+        return [first, *self.consumer.consume(size - 1, timeout=linger_s)] if size > 1 else [first]
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Create feedback topics of newly seen reporters before any of their records is processed."""
         for reporter in {self.settings.topics.reporter_of(tp.topic) for tp in partitions}:
             self._ensure_feedback_topic(reporter)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Let the commit in flight end before the partitions go to another worker."""
+        self.finish_commit()
 
     def _ensure_feedback_topic(self, reporter: str) -> None:
         if reporter in self.known_reporters:
@@ -121,63 +166,89 @@ class Worker:
         if error is not None:
             self.delivery_errors.append(error.name())
 
-    def process_batch(self, messages: list[Message]) -> None:
-        started = time.perf_counter()
+    def process(self, messages: list[Message]) -> Batch:
+        """Run the stages over a consumed batch; nothing is produced yet."""
+        batch = Batch(size=len(messages))
         now_ms = int(time.time() * 1000)
-        offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                # An error event, not a record: librdkafka keeps fetching unless it is fatal.
+                if error.fatal():
+                    raise KafkaException(error)
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"kafka_error": error.name()})
+                continue
+            topic, partition, offset = _position(message)
+            reporter = self.settings.topics.reporter_of(topic)
+            self._ensure_feedback_topic(reporter)
+            result = self.processor.process(topic, partition, offset, message.key(), message.value(), now_ms)
+            batch.records_in[topic] += 1
+            if result.code is not None:
+                batch.rejects[result.code] += 1
+            for warning in result.warnings:
+                batch.warnings[warning] += 1
+            for out in result.outputs:
+                batch.records_out[out.topic] += 1
+            batch.outputs += result.outputs
+            batch.offsets[(topic, partition)] = offset + 1
+        return batch
+
+    def start_commit(self, batch: Batch) -> None:
+        """Produce the batch in a new transaction and commit it on the commit thread."""
         self.producer.begin_transaction()
         try:
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise KafkaException(error)
-                    continue
-                topic, partition, offset = _position(message)
-                self._process_one(message, topic, partition, offset, now_ms)
-                offsets[(topic, partition)] = offset + 1
+            for out in batch.outputs:
+                self._produce(out.topic, out.key, out.value)
             for key, value in self.sharing.drain_changes():
                 self._produce(self.settings.topics.sharing_state, key.encode(), value)
-            # Every output must be acknowledged before the offsets commit with them: a record
-            # that failed delivery aborts the whole batch instead of silently going missing.
-            self.producer.flush(60)
-            if self.delivery_errors:
-                errors, self.delivery_errors = self.delivery_errors, []
-                failure = KafkaError(KafkaError._FAIL, f"delivery failed: {errors[0]}", txn_requires_abort=True)
-                raise KafkaException(failure)
-            self.producer.send_offsets_to_transaction(
-                [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                self.consumer.consumer_group_metadata(),
-            )
-            self.producer.commit_transaction()
-            self.sharing.confirm_changes()
         except KafkaException as exc:
             self._recover(exc)
             return
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        metrics.BATCH_SIZE.observe(len(messages))
-        self.processed += len(messages)
-
-    def _process_one(self, message: Message, topic: str, partition: int, offset: int, now_ms: int) -> None:
-        reporter = self.settings.topics.reporter_of(topic)
-        self._ensure_feedback_topic(reporter)
-        self.counters.inc(metrics.RECORDS_IN, topic)
-        result = self.processor.process(topic, partition, offset, message.key(), message.value(), now_ms)
-        if result.code is not None:
-            self.counters.inc(metrics.REJECTS, result.code)
-        for warning in result.warnings:
-            self.counters.inc(metrics.WARNINGS, warning)
-        for out in result.outputs:
-            self._produce(out.topic, out.key, out.value)
-            self.counters.inc(metrics.RECORDS_OUT, out.topic)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
+        metadata = self.consumer.consumer_group_metadata()  # the generation this batch was consumed in
+        self.in_flight = (self.committer.submit(self._commit, offsets, metadata), batch)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:
             try:
-                self.producer.produce(topic, value, key=key)  # delivery reports: `on_delivery` in the config
+                self.producer.produce(topic, value, key=key)  # failures: `on_delivery` in the config
                 return
             except BufferError:
                 self.producer.poll(0.05)
+
+    def _commit(self, offsets: list[TopicPartition], metadata: object) -> None:
+        # Every output must be acknowledged before the offsets commit with them: a record
+        # that failed delivery aborts the whole batch instead of silently going missing.
+        remaining = self.producer.flush(60)
+        if self.delivery_errors or remaining:
+            errors, self.delivery_errors = self.delivery_errors, []
+            reason = errors[0] if errors else f"{remaining} records unacknowledged"
+            raise KafkaException(KafkaError(KafkaError._FAIL, f"delivery failed: {reason}", txn_requires_abort=True))
+        if offsets:
+            self.producer.send_offsets_to_transaction(offsets, metadata)
+        self.producer.commit_transaction()
+
+    def finish_commit(self) -> bool:
+        """Wait for the commit in flight; False if it failed (the batches since were rewound)."""
+        in_flight, self.in_flight = self.in_flight, None
+        if in_flight is None:
+            return True
+        future, batch = in_flight
+        try:
+            future.result()
+        except KafkaException as exc:
+            self._recover(exc)
+            return False
+        self.sharing.confirm_changes()
+        for counter, tally in ((metrics.RECORDS_IN, batch.records_in), (metrics.RECORDS_OUT, batch.records_out),
+                               (metrics.REJECTS, batch.rejects), (metrics.WARNINGS, batch.warnings)):  # fmt: skip
+            for label, count in tally.items():
+                self.counters.inc(counter, label, count)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - batch.started)
+        metrics.BATCH_SIZE.observe(batch.size)
+        self.processed += batch.size
+        return True
 
     def _recover(self, exc: KafkaException) -> None:
         """Abort the batch and rewind to the last committed offsets, or die if fenced."""
@@ -205,6 +276,7 @@ class Worker:
 
     def close(self) -> None:
         log.info("worker stopping", extra={"processed": self.processed})
+        self.committer.shutdown(wait=True)  # a commit still in flight ends (either way) before we leave
         self.consumer.close()
         self.ref_follower.close()
         self.sharing_follower.close()

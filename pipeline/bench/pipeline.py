@@ -7,7 +7,8 @@ Per suite, on clean generated reports already waiting in the ingress topics:
 - pipeline: one `lookthrough run` worker process from start to the last committed offset;
 - latency: with a warm worker, reports fed at half the measured rate; time from the ingress
   record's creation to its lt.reports record becoming visible to a read_committed consumer;
-- peak RSS of the worker (VmHWM).
+- worker CPU time per report over the throughput phase (all its threads; robust to a busy
+  machine, unlike rates), and peak RSS of the worker (VmHWM).
 """
 
 from __future__ import annotations
@@ -44,16 +45,22 @@ class PipelineFigures:
     p50_ms: float
     p99_ms: float
     worker_peak_rss_mb: float
+    worker_cpu_us: float
 
 
-def _committed(client: dict[str, object], group: str, topics: list[str]) -> int:
-    consumer = Consumer({**client, "group.id": group, "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(timeout=10).topics
-        partitions = [TopicPartition(t, p) for t in topics for p in metadata[t].partitions]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10))
-    finally:
-        consumer.close()
+class _Committed:
+    """Reads how far a consumer group has committed over some topics (one client, reused)."""
+
+    def __init__(self, client: dict[str, object], group: str, topics: list[str]) -> None:
+        self.consumer = Consumer({**client, "group.id": group, "enable.auto.commit": False})
+        metadata = self.consumer.list_topics(timeout=10).topics
+        self.partitions = [TopicPartition(t, p) for t in topics for p in metadata[t].partitions]
+
+    def total(self) -> int:
+        return sum(max(tp.offset, 0) for tp in self.consumer.committed(self.partitions, timeout=10))
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def _kafka_floor(settings: Settings, topics: list[str], total: int, batch: int) -> float:
@@ -104,6 +111,12 @@ def _crypto_floor(keyring: Keyring, ingress: Path) -> float:
     return statistics.median(rates)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -127,9 +140,14 @@ class _Visibility(threading.Thread):
 
     def run(self) -> None:
         while self.running:
-            for m in self.consumer.consume(500, timeout=0.2):
+            # A record as soon as it arrives, then whatever else is already queued: consume(n, t)
+            # alone would wait up to t for n records and add that wait to every latency.
+            first = self.consumer.poll(0.2)
+            if first is None:
+                continue
+            now = time.time()
+            for m in [first, *self.consumer.consume(500, timeout=0)]:
                 if m.error() is None and m.value() is not None:
-                    now = time.time()
                     source = decode(m.value())[1]["source"]
                     self.seen[(source["topic"], source["partition"], source["offset"])] = now
         self.consumer.close()
@@ -194,21 +212,24 @@ def measure_suite(suite: str, records: int, latency_records: int, workdir: Path)
 
     log = open(workdir / f"{suite}-worker.log", "ab")  # noqa: SIM115 - handed to the worker process
     worker = localrun.start_worker(env, f"bench-{suite}", log)
+    committed = _Committed(client, settings.kafka.group, ingress_topics)
     try:
         first_seen, done = 0.0, 0
-        first_count = 0
+        first_count, first_cpu = 0, 0.0
         while done < total:
             time.sleep(0.2)
-            done = _committed(client, settings.kafka.group, ingress_topics)
+            done = committed.total()
             if done and not first_seen:
-                first_seen, first_count = time.perf_counter(), done
+                first_seen, first_count, first_cpu = time.perf_counter(), done, _cpu_seconds(worker.pid)
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with {worker.returncode}; see {log.name}")
         pipeline_rate = (total - first_count) / max(time.perf_counter() - first_seen, 1e-9)
+        cpu_us = (_cpu_seconds(worker.pid) - first_cpu) / max(total - first_count, 1) * 1e6
         rate = pipeline_rate / 2
         p50, p99 = _latency(settings, market / "latency.jsonl", rate)
         rss = _peak_rss_mb(worker.pid)
     finally:
+        committed.close()
         worker.terminate()
         worker.wait(30)
         log.close()
@@ -219,7 +240,7 @@ def measure_suite(suite: str, records: int, latency_records: int, workdir: Path)
                 future.result()
     label = {"x25519": "X25519-HKDF-SHA256/AES-256-GCM", "rsa": "RSA2048-OAEP-SHA256/AES-256-GCM",
              "sm4": "SM4-GCM"}[suite]  # fmt: skip
-    return PipelineFigures(label, total, pipeline_rate, kafka_floor, crypto_floor, rate, p50, p99, rss)
+    return PipelineFigures(label, total, pipeline_rate, kafka_floor, crypto_floor, rate, p50, p99, rss, cpu_us)
 
 
 def _reporters(ingress: Path) -> set[str]:
@@ -236,14 +257,15 @@ def run(records: dict[str, int], latency_records: int) -> list[PipelineFigures]:
 def report(figures: list[PipelineFigures]) -> str:
     rows = [
         f"{'suite':<33}{'records':>8}{'pipeline/s':>11}{'kafka floor':>12}{'ratio':>7}{'crypto floor':>13}"
-        f"{'ratio':>7}{'@ rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}"
+        f"{'ratio':>7}{'@ rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}{'CPU µs':>8}"
     ]
     for f in figures:
         rows.append(
             f"{f.suite:<33}{f.records:>8}{f.pipeline_per_s:>11,.0f}{f.kafka_floor_per_s:>12,.0f}"
             f"{f.pipeline_per_s / f.kafka_floor_per_s:>7.0%}{f.crypto_floor_per_s:>13,.0f}"
             f"{f.pipeline_per_s / f.crypto_floor_per_s:>7.0%}{f.latency_rate:>9,.0f}{f.p50_ms:>8.1f}{f.p99_ms:>8.1f}"
-            f"{f.worker_peak_rss_mb:>8.0f}"
+            f"{f.worker_peak_rss_mb:>8.0f}{f.worker_cpu_us:>8.0f}"
         )
-    rows.append("one worker process; floors in the same run; latency = ingress create → visible on lt.reports")
+    rows.append("one worker process; floors in the same run; latency = ingress create → visible on lt.reports;")
+    rows.append("CPU µs = worker CPU time (all threads) per report in the throughput phase")
     return "\n".join(rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Set
 from typing import Any
 
-from pipeline.errors import RejectError
+from pipeline.errors import ConfigError, RejectError
 from pipeline.profile import codes
 
 # The exchange sees its own trading code only: internal IDs and other exchanges' codes stay here.
@@ -22,12 +22,31 @@ def route(record: dict[str, Any], licensed: Set[str]) -> list[tuple[str, str]]:
     return sorted((ex, code) for ex, code in record["trading_codes"].items() if ex in licensed)
 
 
+EXCHANGE_VARYING = frozenset({"exchange", "trading_code", "member_id"})
+"""The ExchangeRecord fields that are not the TerminalRecord's own (see `exchange_variant`)."""
+
+
+def exchange_variant(record: dict[str, Any], exchange: str, trading_code: str) -> dict[str, Any]:
+    """What one exchange's copy of a record adds: exactly the `EXCHANGE_VARYING` fields."""
+    return {"exchange": exchange, "trading_code": trading_code, "member_id": record["broker_id"]}
+
+
 def exchange_record(record: dict[str, Any], exchange: str, trading_code: str) -> dict[str, Any]:
+    """The ExchangeRecord dict: the record without internal IDs, plus the exchange's variant."""
     out = {k: v for k, v in record.items() if k not in _WITHHELD_FROM_EXCHANGES}
-    out["exchange"] = exchange
-    out["trading_code"] = trading_code
-    out["member_id"] = record["broker_id"]
+    out.update(exchange_variant(record, exchange, trading_code))
     return out
+
+
+def check_exchange_fields(fields: Set[str]) -> None:
+    """ConfigError if an ExchangeRecord schema would carry a withheld field.
+
+    The worker fills ExchangeRecords by field name straight from the TerminalRecord, so this
+    check (not a dict copy) is what keeps internal IDs from reaching an exchange.
+    """
+    leaked = sorted(fields & set(_WITHHELD_FROM_EXCHANGES))
+    if leaked:
+        raise ConfigError(f"the ExchangeRecord schema must not carry {', '.join(leaked)}")
 
 
 def accepted_feedback(record: dict[str, Any], processed_at: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pipeline import schemas
-from pipeline.errors import EnrichError
+from pipeline.errors import ConfigError, EnrichError
 from pipeline.refdata import ReferenceData
 from pipeline.stages import route
 from pipeline.stages.enrich import EnrichSettings, device_fingerprint, enrich, observe_sharing, sharing_warning
@@ -258,6 +258,12 @@ def test_exchange_record_hides_internal_ids(kit: Any, ref: ReferenceData) -> Non
     assert out["exchange"] == "SHFE" and out["trading_code"] == "11111111" and out["member_id"] == "0101"
     assert "22222222" not in repr(out) and "33333333" not in repr(out)  # other exchanges' codes
     assert record["investor_id"] == "000000000001"  # the input record is not changed
+
+
+def test_an_exchange_schema_with_internal_ids_is_refused() -> None:
+    route.check_exchange_fields({"exchange", "trading_code", "member_id", "device_fingerprint"})
+    with pytest.raises(ConfigError, match="investor_id"):
+        route.check_exchange_fields({"exchange", "investor_id"})
 
 
 def test_processor_routes_to_licensed_exchanges_only(kit: Any) -> None:
