@@ -56,6 +56,9 @@ class KafkaSettings:
     bootstrap: str = "127.0.0.1:19092"
     group: str = "lookthrough-pipeline"
     partitions: int = 4
+    # A reporter's feedback is small and read by that reporter alone; one partition keeps the
+    # partitions each transaction touches from growing with reporters × partitions.
+    feedback_partitions: int = 1
     replication_factor: int = 1
     exchange_retention_ms: int = 30 * 86_400_000
     security_protocol: str = "PLAINTEXT"

@@ -47,7 +47,7 @@ def ingress_topic(settings: Settings, reporter: str) -> TopicSpec:
 
 
 def feedback_topic(settings: Settings, reporter: str) -> TopicSpec:
-    return TopicSpec(settings.topics.feedback(reporter), settings.kafka.partitions, {})
+    return TopicSpec(settings.topics.feedback(reporter), settings.kafka.feedback_partitions, {})
 
 
 def ensure_topics(admin: AdminClient, settings: Settings, specs: Iterable[TopicSpec]) -> list[str]:

@@ -1,10 +1,13 @@
 """`lookthrough bench pipeline`: end-to-end records/s on the real broker beside two floors.
 
-Per suite, on clean generated reports already waiting in the ingress topics:
-- Kafka floor: consume the same bytes and produce them again, in transactions of the same
-  size, with no processing (one process, like one worker);
-- crypto floor: `Keyring.decrypt` of the same blobs on one core;
-- pipeline: one `lookthrough run` worker process from start to the last committed offset;
+Per suite and number of workers N, on clean generated reports, with every floor at the same
+parallelism as the pipeline (N processes):
+- pipeline: N `lookthrough run` worker processes join one consumer group; once it is stable,
+  the reports are fed, and the rate is that of the backlog left when feeding ended, up to the
+  last committed offset;
+- Kafka floor (workers stopped): N processes, each with every Nth ingress partition, consume
+  the same bytes and produce them again, in transactions of the same size, no processing;
+- crypto floor: `Keyring.decrypt` of the same blobs in N processes;
 - latency: with a warm worker, reports fed at half the measured rate; time from the ingress
   record's creation to its lt.reports record becoming visible to a read_committed consumer;
 - worker CPU time per report over the throughput phase (all its threads; robust to a busy
@@ -13,16 +16,19 @@ Per suite, on clean generated reports already waiting in the ingress topics:
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline import localrun, refstore
@@ -31,12 +37,13 @@ from pipeline.commands.generate import generate_market
 from pipeline.config import Settings
 from pipeline.crypto.keyring import Keyring
 from pipeline.schemas import decode
-from pipeline.topics import TopicSpec, ensure_topics, output_topics
+from pipeline.topics import TopicSpec, ensure_topics, ingress_topic, output_topics
 
 
 @dataclass
 class PipelineFigures:
     suite: str
+    workers: int
     records: int
     pipeline_per_s: float
     kafka_floor_per_s: float
@@ -63,23 +70,62 @@ class _Committed:
         self.consumer.close()
 
 
-def _kafka_floor(settings: Settings, topics: list[str], total: int, batch: int) -> float:
-    """Consume and re-produce the ingress bytes transactionally, with no processing."""
+def _parallel(target: Callable[..., tuple[float, float]], args: Sequence[tuple[Any, ...]]) -> list[tuple[float, float]]:
+    """Run ``target(start_at, *a)`` for each ``a`` in its own fresh interpreter; their (start, end) times.
+
+    Every process starts work at the same ``start_at`` and times itself with ``time.monotonic``
+    (CLOCK_MONOTONIC, so the processes' times compare), after its interpreter and clients are up.
+    """
+    start_at = time.monotonic() + 3.0 + len(args)
+    with multiprocessing.get_context("spawn").Pool(len(args)) as pool:
+        return pool.starmap(target, [(start_at, *a) for a in args])
+
+
+def _span_rate(total: int, spans: list[tuple[float, float]]) -> float:
+    return total / (max(end for _, end in spans) - min(start for start, _ in spans))
+
+
+def _wait_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def _kafka_floor(settings: Settings, topics: list[str], batch: int, processes: int) -> float:
+    """Consume and re-produce the ingress bytes transactionally, with no processing, in N processes.
+
+    Each process takes every Nth partition (assigned, not subscribed, so nobody starts alone
+    before a rebalance) and copies it to its end; the rate counts every record in the topics.
+    """
     client = settings.kafka.client_config()
     sink = settings.topics.reports + ".floor"
     ensure_topics(AdminClient(client), settings, [TopicSpec(sink, settings.kafka.partitions, {})])
-    consumer = Consumer({**client, "group.id": f"floor-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False,
+    group = f"floor-{uuid.uuid4().hex[:6]}"
+    probe = Consumer({**client, "group.id": group})
+    metadata = probe.list_topics(timeout=10).topics
+    partitions = [(t, p) for t in topics for p in sorted(metadata[t].partitions)]
+    ends = {tp: probe.get_watermark_offsets(TopicPartition(*tp), timeout=10)[1] for tp in partitions}
+    probe.close()
+    shares = [{tp: ends[tp] for tp in partitions[i::processes]} for i in range(processes)]
+    spans = _parallel(_pass_through, [(client, group, share, sink, batch) for share in shares])
+    return _span_rate(sum(ends.values()), spans)
+
+
+def _pass_through(
+    start_at: float, client: dict[str, object], group: str, ends: dict[tuple[str, int], int], sink: str, batch: int
+) -> tuple[float, float]:
+    """One floor process: copy its partitions up to `ends` in transactions of `batch` records."""
+    consumer = Consumer({**client, "group.id": group, "enable.auto.commit": False,
                          "auto.offset.reset": "earliest", "isolation.level": "read_committed"})  # fmt: skip
-    producer = Producer({**client, "transactional.id": f"floor-{uuid.uuid4().hex[:6]}", "linger.ms": 5,
+    producer = Producer({**client, "transactional.id": f"{group}-{uuid.uuid4().hex[:6]}", "linger.ms": 5,
                          "compression.type": "lz4"})  # fmt: skip
     producer.init_transactions(30)
-    consumer.subscribe(topics)
-    done, started = 0, 0.0
-    while done < total:
-        messages = [m for m in consumer.consume(batch, timeout=1.0) if m.error() is None]
+    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+    left = {tp: end for tp, end in ends.items() if end > 0}
+    _wait_until(start_at)
+    started = time.monotonic()
+    while left:
+        messages = [m for m in consumer.consume(batch, timeout=0.2) if m.error() is None]
         if not messages:
             continue
-        started = started or time.perf_counter()
         producer.begin_transaction()
         offsets: dict[tuple[str, int], int] = {}
         for m in messages:
@@ -88,27 +134,49 @@ def _kafka_floor(settings: Settings, topics: list[str], total: int, batch: int) 
         producer.send_offsets_to_transaction([TopicPartition(t, p, o) for (t, p), o in offsets.items()],
                                              consumer.consumer_group_metadata())  # fmt: skip
         producer.commit_transaction()
-        done += len(messages)
-    elapsed = time.perf_counter() - started
+        # Positions, not record offsets: a position also moves past transaction markers.
+        for position in consumer.position([TopicPartition(t, p) for t, p in left]):
+            if position.offset >= left[(position.topic, position.partition)]:
+                del left[(position.topic, position.partition)]
+    ended = time.monotonic()
     consumer.close()
-    return total / elapsed
+    return started, ended
 
 
-def _crypto_floor(keyring: Keyring, ingress: Path) -> float:
+def _crypto_floor(keyring_path: str, ingress: Path, processes: int) -> float:
+    """`Keyring.decrypt` of every blob, the blobs split over N processes; median of three runs."""
     import base64
     import json
 
-    lines = []
+    blobs = []
     for raw in ingress.read_text().splitlines():
         _, envelope = decode(base64.b64decode(json.loads(raw)["value"]))
-        lines.append(parse_report_line(envelope["report"]))
-    rates = []
-    for _ in range(3):
-        start = time.perf_counter()
-        for line in lines:
-            keyring.decrypt(line.vendor_id, line.key_version, line.terminal_info)
-        rates.append(len(lines) / (time.perf_counter() - start))
-    return statistics.median(rates)
+        line = parse_report_line(envelope["report"])
+        blobs.append((line.vendor_id, line.key_version, line.terminal_info))
+    shares = [(keyring_path, blobs[i::processes]) for i in range(processes)]
+    return statistics.median(_span_rate(len(blobs), _parallel(_decrypt_all, shares)) for _ in range(3))
+
+
+def _decrypt_all(start_at: float, keyring_path: str, blobs: list[tuple[str, int, bytes]]) -> tuple[float, float]:
+    keyring = Keyring.load(keyring_path, "production")
+    keyring.decrypt(*blobs[0])  # key loading and first-use costs stay out of the timing
+    _wait_until(start_at)
+    start = time.monotonic()
+    for vendor_id, key_version, blob in blobs:
+        keyring.decrypt(vendor_id, key_version, blob)
+    return start, time.monotonic()
+
+
+def _wait_stable(admin: AdminClient, group: str, members: int, timeout: float = 60.0) -> None:
+    """Until the consumer group is stable with `members` members that all have partitions."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        description = admin.describe_consumer_groups([group])[group].result()
+        if (description.state == ConsumerGroupState.STABLE and len(description.members) == members
+                and all(m.assignment.topic_partitions for m in description.members)):  # fmt: skip
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"consumer group {group} did not become stable with {members} members")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -188,8 +256,8 @@ def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, flo
     return latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
 
 
-def measure_suite(suite: str, records: int, latency_records: int, workdir: Path) -> PipelineFigures:
-    market = workdir / suite
+def measure_suite(suite: str, workers: int, records: int, latency_records: int, workdir: Path) -> PipelineFigures:
+    market = workdir / f"{suite}-{workers}"
     # One market (one keyring) for both phases: the throughput part, then the latency part.
     summary = generate_market(market, reports=records + latency_records, seed=5, defect_rate=0.0, suites=(suite,))
     lines = (market / "ingress.jsonl").read_text().splitlines(keepends=True)
@@ -202,45 +270,54 @@ def measure_suite(suite: str, records: int, latency_records: int, workdir: Path)
     os.environ.update(env)
     settings = Settings.from_env()
     client = settings.kafka.client_config()
-    ensure_topics(AdminClient(client), settings, output_topics(settings))
+    admin = AdminClient(client)
+    reporters = sorted(_reporters(market / "ingress.jsonl"))
+    ingress_topics = [settings.topics.ingress(r) for r in reporters]
+    ensure_topics(admin, settings, [*output_topics(settings), *(ingress_topic(settings, r) for r in reporters)])
     refstore.publish_directory(settings, market / "reference")
-    total = localrun.feed(settings, market / "throughput.jsonl")
-    ingress_topics = sorted({settings.topics.ingress(r) for r in _reporters(market / "ingress.jsonl")})
 
-    kafka_floor = _kafka_floor(settings, ingress_topics, total, settings.pipeline.batch_size)
-    crypto_floor = _crypto_floor(Keyring.load(summary["keyring"], "production"), market / "throughput.jsonl")
-
-    log = open(workdir / f"{suite}-worker.log", "ab")  # noqa: SIM115 - handed to the worker process
-    worker = localrun.start_worker(env, f"bench-{suite}", log)
+    log = open(workdir / f"{suite}-{workers}-workers.log", "ab")  # noqa: SIM115 - handed to the workers
+    procs = [localrun.start_worker(env, f"bench-{suite}-{i}", log) for i in range(workers)]
     committed = _Committed(client, settings.kafka.group, ingress_topics)
     try:
-        first_seen, done = 0.0, 0
-        first_count, first_cpu = 0, 0.0
+        # All N workers share the partitions before the backlog arrives; the rate is measured
+        # from the end of feeding, so the feeder's own work is left out too.
+        _wait_stable(admin, settings.kafka.group, workers)
+        total = localrun.feed(settings, market / "throughput.jsonl")
+        first_seen, first_count = time.perf_counter(), committed.total()
+        first_cpu = sum(_cpu_seconds(w.pid) for w in procs)
+        done = first_count
         while done < total:
-            time.sleep(0.2)
+            time.sleep(0.1)
             done = committed.total()
-            if done and not first_seen:
-                first_seen, first_count, first_cpu = time.perf_counter(), done, _cpu_seconds(worker.pid)
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}; see {log.name}")
+            for worker in procs:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"a worker exited with {worker.returncode}; see {log.name}")
         pipeline_rate = (total - first_count) / max(time.perf_counter() - first_seen, 1e-9)
-        cpu_us = (_cpu_seconds(worker.pid) - first_cpu) / max(total - first_count, 1) * 1e6
+        cpu_us = (sum(_cpu_seconds(w.pid) for w in procs) - first_cpu) / max(total - first_count, 1) * 1e6
         rate = pipeline_rate / 2
         p50, p99 = _latency(settings, market / "latency.jsonl", rate)
-        rss = _peak_rss_mb(worker.pid)
+        rss = max(_peak_rss_mb(w.pid) for w in procs)
     finally:
         committed.close()
-        worker.terminate()
-        worker.wait(30)
+        for worker in procs:
+            worker.terminate()
+        for worker in procs:
+            worker.wait(30)
         log.close()
-        admin = AdminClient(client)
+    try:
+        # The floors, with the workers gone: the same ingress bytes, the same parallelism.
+        kafka_floor = _kafka_floor(settings, ingress_topics, settings.pipeline.batch_size, workers)
+        crypto_floor = _crypto_floor(summary["keyring"], market / "throughput.jsonl", workers)
+    finally:
         names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
         if names:
             for future in admin.delete_topics(names, operation_timeout=30).values():
                 future.result()
     label = {"x25519": "X25519-HKDF-SHA256/AES-256-GCM", "rsa": "RSA2048-OAEP-SHA256/AES-256-GCM",
              "sm4": "SM4-GCM"}[suite]  # fmt: skip
-    return PipelineFigures(label, total, pipeline_rate, kafka_floor, crypto_floor, rate, p50, p99, rss, cpu_us)
+    return PipelineFigures(label, workers, total - first_count, pipeline_rate, kafka_floor, crypto_floor, rate,
+                           p50, p99, rss, cpu_us)  # fmt: skip
 
 
 def _reporters(ingress: Path) -> set[str]:
@@ -249,23 +326,28 @@ def _reporters(ingress: Path) -> set[str]:
     return {json.loads(line)["topic"].removeprefix("lt.ingress.") for line in ingress.read_text().splitlines()}
 
 
-def run(records: dict[str, int], latency_records: int) -> list[PipelineFigures]:
+def run(records: dict[str, int], latency_records: int, workers: list[int]) -> list[PipelineFigures]:
     with tempfile.TemporaryDirectory(prefix="lt-bench-pipeline-") as tmp:
-        return [measure_suite(suite, n, latency_records, Path(tmp)) for suite, n in records.items()]
+        return [measure_suite(suite, n, count, latency_records, Path(tmp)) for suite, count in records.items()
+                for n in workers]  # fmt: skip
 
 
 def report(figures: list[PipelineFigures]) -> str:
     rows = [
-        f"{'suite':<33}{'records':>8}{'pipeline/s':>11}{'kafka floor':>12}{'ratio':>7}{'crypto floor':>13}"
-        f"{'ratio':>7}{'@ rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}{'CPU µs':>8}"
+        f"{'suite':<33}{'workers':>8}{'records':>8}{'pipeline/s':>11}{'kafka floor':>12}{'ratio':>7}"
+        f"{'crypto floor':>13}{'ratio':>7}{'@ rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}{'CPU µs':>8}"
     ]
     for f in figures:
         rows.append(
-            f"{f.suite:<33}{f.records:>8}{f.pipeline_per_s:>11,.0f}{f.kafka_floor_per_s:>12,.0f}"
+            f"{f.suite:<33}{f.workers:>8}{f.records:>8}{f.pipeline_per_s:>11,.0f}{f.kafka_floor_per_s:>12,.0f}"
             f"{f.pipeline_per_s / f.kafka_floor_per_s:>7.0%}{f.crypto_floor_per_s:>13,.0f}"
             f"{f.pipeline_per_s / f.crypto_floor_per_s:>7.0%}{f.latency_rate:>9,.0f}{f.p50_ms:>8.1f}{f.p99_ms:>8.1f}"
             f"{f.worker_peak_rss_mb:>8.0f}{f.worker_cpu_us:>8.0f}"
         )
-    rows.append("one worker process; floors in the same run; latency = ingress create → visible on lt.reports;")
-    rows.append("CPU µs = worker CPU time (all threads) per report in the throughput phase")
+    rows += [
+        "floors in the same run, at the same parallelism (N processes); records = reports measured: the backlog",
+        "left when feeding ended, N workers sharing the partitions; latency = ingress create → visible on",
+        "lt.reports at half the measured rate;",
+        "RSS = peak per worker; CPU µs = the workers' CPU time (all threads) per report",
+    ]
     return "\n".join(rows)

@@ -18,6 +18,7 @@ def register(subparsers: Any) -> None:
     pipeline.add_argument("--records", type=int, default=20_000, help="reports per suite (RSA uses a quarter)")
     pipeline.add_argument("--latency-records", type=int, default=3000)
     pipeline.add_argument("--suites", default="x25519,rsa")
+    pipeline.add_argument("--workers", default="1,2", help="worker processes per run, comma-separated")
     pipeline.set_defaults(handler=_pipeline)
     store = which.add_parser("store", help="store sink into the ClickHouse server vs clickhouse-driver bulk insert")
     store.add_argument("--reports", type=int, default=40_000, help="generated reports (≈ 2.3 rows each)")
@@ -42,7 +43,8 @@ def _pipeline(args: argparse.Namespace) -> int:
 
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     counts = {s: args.records // 4 if s == "rsa" else args.records for s in suites}
-    print(pipeline.report(pipeline.run(counts, args.latency_records)))
+    workers = [int(n) for n in args.workers.split(",") if n.strip()]
+    print(pipeline.report(pipeline.run(counts, args.latency_records, workers)))
     return 0
 
 
