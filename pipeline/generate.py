@@ -27,6 +27,10 @@ DEFECTS = (
     "W402", "W403", "W404", "W405", "W406", "W407", "W408",
 )  # fmt: skip
 _ALIGNED_ITEMS = {1: ("bios_serial",), 2: ("bios_serial", "disk_serial"), 4: ("imei",), 5: ("phone",)}
+# Hardware items that name one device on their own (profile §5 fields). Not the CPU serial: a
+# Windows ProcessorId is the same on every CPU of a model, so W409 cannot tell devices by it and
+# counts a login that carries no other identifier apart from the device's other logins.
+_UNIQUE_ITEMS = ("disk_serial", "bios_serial", "device_serial", "imei", "device_id", "idfv")
 _DAY_MS = 86_400_000
 _CST_MS = 8 * 3_600_000
 
@@ -70,7 +74,13 @@ class Truth:
     outcome: str  # "accepted" | "rejected"
     code: str | None = None
     warnings: list[str] = field(default_factory=list)
-    w409_possible: bool = False
+    w409_possible: bool = False  # the device is planted as shared by more investors than W409 allows
+    # W409 when the reports are processed in plan order by one processor with the profile's
+    # sharing limits: more than the allowed investors used this physical device within the window
+    # so far (this login included), counting the logins that carried a unique identifier; a login
+    # that carried none (a Linux login missing both disk and BIOS serial) against the device's
+    # other such logins only.
+    w409_in_order: bool = False
     exchanges: dict[str, str] = field(default_factory=dict)
     correction_of: str | None = None
     broker_id: str = ""
@@ -157,6 +167,16 @@ class _Planner:
             key for key, owners in market.shared_devices.items()
             if len(owners) > limits().device_sharing_max_investors
         }
+        # (device, carried a unique identifier) → investor → last accepted login (ms): W409 in order.
+        self.sightings: dict[tuple[str, bool], dict[str, int]] = {}
+
+    def sighted(self, device: str, identified: bool, investor: str, login_ms: int) -> bool:
+        """Record an accepted login; whether W409 is due for it in plan order (`Truth.w409_in_order`)."""
+        seen = self.sightings.setdefault((device, identified), {})
+        seen[investor] = max(seen.get(investor, login_ms), login_ms)
+        window_ms = limits().device_sharing_window_seconds * 1000
+        investors = sum(1 for t in seen.values() if abs(login_ms - t) <= window_ms)
+        return investors > limits().device_sharing_max_investors
 
     def pick_defect(self) -> str | None:
         roll = self.rng.random()
@@ -287,6 +307,9 @@ class _Planner:
         else:
             truth.warnings = sorted(warnings)
             truth.w409_possible = device.device_key in self.oversharing
+            identified = any(values.get(name) for name in _UNIQUE_ITEMS)
+            # The pipeline times a login by its report line, to the second.
+            truth.w409_in_order = self.sighted(device.device_key, identified, truth.investor, login_ms // 1000 * 1000)
             truth.exchanges = {ex: code for ex, code in inv.trading_codes.items() if ex in self.licensed}
             self.sent.setdefault(inv.investor_id, []).append(report_id)
         return PlannedReport(topic, inv.investor_id.encode(), value, truth)

@@ -89,11 +89,8 @@ class Processor:
         record = normalize.normalize(decoded.envelope, line, plaintext, self.normalize_settings)
         record["suite"] = blob_suite(line.terminal_info).label
         enrich.enrich(record, self.ref, self.enrich_settings)
-        fingerprint = record["device_fingerprint"]
-        if fingerprint is not None:
-            seen = self.sharing.get(fingerprint) or {}
-            enrich.sharing_warning(record, seen, self.enrich_settings)
-            self.sharing[fingerprint] = seen  # reassign so table-backed mappings persist the change
+        # W409: the sharing state is kept per unique identifier of the device (see enrich).
+        enrich.sharing_warning(record, self.sharing, self.enrich_settings)
         record["source"] = {"topic": topic, "partition": partition, "offset": offset}
         record["provenance"] = self.provenance(decoded.schema_fingerprint, now_ms, reporter)
         return record

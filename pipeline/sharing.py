@@ -1,15 +1,20 @@
-"""Device-sharing state (一机多户): fingerprint → {investor: last seen}, kept on a compacted topic.
+"""Device-sharing state (一机多户): sharing key → {investor: last seen}, kept on a compacted topic.
 
-Workers are partitioned by investor, so one device's reports reach several workers. Each
-worker writes the device's state to `lt.state.device-sharing` inside its transaction and
-follows that topic to merge what the others saw. The merge takes the latest time per
-investor, so it is order-free and idempotent; a restarted worker rebuilds from the topic.
+A sharing key is a keyed hash of one unique identifier of a device (its disk serial, its BIOS
+serial, its IMEI, …), or its whole fingerprint when a login carries no unique identifier
+(`pipeline.stages.enrich.sharing_keys`), so one device has one to three keys and a login
+updates one or two. Workers are partitioned by investor, so one device's reports reach several
+workers. Each worker writes the changed keys' states to `lt.state.device-sharing` inside its
+transaction and follows that topic to merge what the others saw. The merge takes the latest
+time per investor, so it is order-free and idempotent; a restarted worker rebuilds from the
+topic. A key's investors expire a window after its newest sighting, so a state stays small.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -27,11 +32,12 @@ def encode_state(state: dict[str, int]) -> bytes:
 
 
 class SharingTable(MutableMapping[str, dict[str, int]]):
-    """The per-device state; `drain_changes` yields what must go to the changelog.
+    """The per-key state; `drain_changes` yields what must go to the changelog.
 
-    A device is written again only when its investor set changed or a sighting moved by more
+    A key is written again only when its investor set changed or a sighting moved by more
     than `resolution_ms`: the same investor on the same device all day needs no write per
-    login, and a window of hours does not need millisecond sightings.
+    login, and a window of hours does not need millisecond sightings. A login that updates two
+    keys of its device writes each of them by the same rule.
     """
 
     def __init__(self, resolution_ms: int = 600_000) -> None:
@@ -43,6 +49,10 @@ class SharingTable(MutableMapping[str, dict[str, int]]):
 
     def __getitem__(self, key: str) -> dict[str, int]:
         return self.state[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """`Mapping.get` without its KeyError round trip (the processor asks once per key and login)."""
+        return self.state.get(key, default)
 
     def __setitem__(self, key: str, value: dict[str, int]) -> None:
         self.state[key] = value

@@ -2,8 +2,9 @@
 
 Generates a market, loads its reference data, starts worker processes, feeds the reports
 the way reporters would, waits until every report has its feedback, and prints what each
-exchange received, the rejects and warnings by code, the most shared devices, and the
-throughput. Each run uses its own topic prefix so runs never mix.
+exchange received, the rejects and warnings by code, the most shared physical devices
+(fingerprints linked as in the store's queries), and the throughput. Each run uses its own
+topic prefix so runs never mix.
 """
 
 from __future__ import annotations
@@ -95,16 +96,39 @@ def _summary(data: dict[str, list[tuple[bytes | None, Any]]], reports: str, dlq:
     warnings = Counter(c for f in feedback if f["status"] == "WARNED" for c in f["codes"])
     for code, n in sorted(warnings.items()):
         lines.append(f"  {code} {n:>6}")
-    sharing: dict[str, set[str]] = {}
-    for r in accepted:
-        if r["device_fingerprint"]:
-            sharing.setdefault(r["device_fingerprint"], set()).add(f"{r['broker_id']}:{r['investor_id']}")
-    top = sorted(sharing.items(), key=lambda kv: -len(kv[1]))[:5]
-    lines.append("\ntop shared devices (一机多户): fingerprint, distinct investors")
-    for fingerprint, investors in top:
-        if len(investors) > 1:
-            lines.append(f"  {fingerprint[:16]}…  {len(investors)}")
+    shared = [(name, investors, fps) for name, (investors, fps) in shared_devices(accepted).items()
+              if len(investors) > 1]  # fmt: skip
+    shared.sort(key=lambda d: (-len(d[1]), d[0]))
+    lines.append(f"\ndevices in lt.reports shared by several investors (一机多户): {len(shared)}; the widest "
+                 "(device, investors, fingerprints):")  # fmt: skip
+    for name, investors, fingerprints in shared[:5]:
+        lines.append(f"  {name[:16]}…  {len(investors)}  {len(fingerprints)}")
     return "\n".join(lines)
+
+
+def shared_devices(accepted: list[dict[str, Any]]) -> dict[str, tuple[set[str], set[str]]]:
+    """Physical device → (its investors, its fingerprints), over accepted TerminalRecords.
+
+    A login that missed an identifier has another fingerprint; the store's linking
+    (`pipeline.store.devices.link`) puts a device's fingerprints back together, as in the
+    store's `shared-devices` query.
+    """
+    from pipeline.store.devices import Observation, link
+
+    observations: dict[str, Observation] = {}
+    for r in accepted:
+        fingerprint = r["device_fingerprint"]
+        if fingerprint and fingerprint not in observations:
+            observations[fingerprint] = Observation.of(fingerprint, r["terminal_kind"], r)
+    device = link(observations.values())
+    out: dict[str, tuple[set[str], set[str]]] = {}
+    for r in accepted:
+        fingerprint = r["device_fingerprint"]
+        if fingerprint:
+            investors, fingerprints = out.setdefault(device[fingerprint], (set(), set()))
+            investors.add(f"{r['broker_id']}:{r['investor_id']}")
+            fingerprints.add(fingerprint)
+    return out
 
 
 def _store_answers(settings: Settings, store: Path) -> str:

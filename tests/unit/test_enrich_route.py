@@ -5,15 +5,29 @@ Reference data here is written by hand, so every expected warning and route foll
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline import schemas
 from pipeline.errors import ConfigError, EnrichError
 from pipeline.refdata import ReferenceData
 from pipeline.stages import route
-from pipeline.stages.enrich import EnrichSettings, device_fingerprint, enrich, observe_sharing, sharing_warning
+from pipeline.stages.enrich import (
+    EnrichSettings,
+    KeyedHash,
+    device_fingerprint,
+    enrich,
+    observe_sharing,
+    sharing_keys,
+    sharing_warning,
+)
+
+from .sharing_support import BIOS_BIT, DISK_BIT, windows_login
 
 DAY = 86_400_000
 KEY = b"k" * 32
@@ -146,6 +160,17 @@ def test_no_stable_identifier_means_no_fingerprint(kit: Any) -> None:
     assert device_fingerprint(record, KEY) is None
 
 
+def test_fingerprint_is_the_documented_hmac_whatever_the_key_form(kit: Any) -> None:
+    # README: HMAC-SHA256 over the kind and the stable identifiers (disk, CPU, BIOS on Windows),
+    # first 128 bits in hex. Written out here with the standard library.
+    message = b"WINDOWS\x1fWD-WX1234567890\x1fBFEBFBFF000906EA\x1fC02ABCDEF1"
+    expected = hmac.new(KEY, message, hashlib.sha256).hexdigest()[:32]
+    record = record_for(kit)
+    assert device_fingerprint(record, KEY) == device_fingerprint(record, KeyedHash(KEY)) == expected
+    for key in (b"", b"k", b"x" * 64, b"y" * 65, b"z" * 300):  # around SHA-256's 64-byte block
+        assert KeyedHash(key).hex32(message) == hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+
 # --- W409 -----------------------------------------------------------------------------------------
 
 
@@ -169,12 +194,19 @@ def test_observe_sharing_exact_sequence() -> None:
     assert seen == {"F": 331, "G": 332}
 
 
+def login_on(investor: str, at: int, broker: str = "0101", **identifiers: str) -> dict[str, Any]:
+    """An enriched record as `sharing_warning` reads it: an iPhone by default (one identifier, IDFV)."""
+    kind, ids = ("WINDOWS", identifiers) if identifiers else ("IOS", {"idfv": "0A1B2C3D4E5F60718293A4B5C6D7E8F9"})
+    return {"terminal_kind": kind, "device_fingerprint": "f", "broker_id": broker, "investor_id": investor,
+            "login_time": at, "warnings": [], **ids}  # fmt: skip
+
+
 def test_sharing_warning_only_above_the_maximum(kit: Any) -> None:
-    seen: dict[str, int] = {}
+    sharing: dict[str, dict[str, int]] = {}
     got = []
     for i, (investor, at) in enumerate([("1", 0), ("2", 1000), ("3", 2000), ("1", 3000), ("4", 2 * DAY + 3000)]):
-        record = {"broker_id": "0101", "investor_id": investor, "login_time": at, "warnings": []}
-        sharing_warning(record, seen, SETTINGS)
+        record = login_on(investor, at)
+        sharing_warning(record, sharing, SETTINGS)
         got.append((i, record["warnings"]))
     # max 2 investors: the third within a day is W409, and so is the first coming back;
     # two days later the old sightings are outside the window.
@@ -182,10 +214,10 @@ def test_sharing_warning_only_above_the_maximum(kit: Any) -> None:
 
 
 def test_sharing_counts_broker_and_investor_together() -> None:
-    seen: dict[str, int] = {}
+    sharing: dict[str, dict[str, int]] = {}
     for broker in ("0101", "0202", "0303"):
-        record = {"broker_id": broker, "investor_id": "000000000001", "login_time": 0, "warnings": []}
-        sharing_warning(record, seen, SETTINGS)
+        record = login_on("000000000001", 0, broker)
+        sharing_warning(record, sharing, SETTINGS)
     assert record["warnings"] == ["W409"]  # the same investor ID at three brokers is three accounts
 
 
@@ -213,6 +245,122 @@ def test_w409_through_the_processor(kit: Any) -> None:
         results.append(proc.process(kit.topic(inv), 0, i, inv.investor_id.encode(), value, 1_763_600_405_000))
     assert [r.code for r in results] == [None] * 5
     assert [("W409" in r.warnings) for r in results] == [False, False, True, True, False]
+
+
+# --- W409 per physical device: sharing keys ---------------------------------------------------------
+
+
+
+def keys_of(kit: Any, code: int = 1, key: bytes = KEY, **values: str) -> list[str]:
+    record = record_for(kit, code=code, **values)
+    record["device_fingerprint"] = device_fingerprint(record, key)
+    return sharing_keys(record, EnrichSettings(key, 2, DAY))
+
+
+def test_sharing_keys_one_per_unique_identifier(kit: Any) -> None:
+    full = keys_of(kit)
+    assert len(full) == 2 and len(set(full)) == 2  # disk and BIOS serial; never the CPU serial alone
+    assert all(len(k) == 32 and all(c in "0123456789abcdef" for c in k) for k in full)
+    assert fingerprint(kit) not in full
+    # The same identifier gives the same key whatever else the login carries or lacks.
+    assert keys_of(kit, bios_serial="") == [full[0]]
+    assert keys_of(kit, disk_serial="") == [full[1]]
+    assert keys_of(kit, cpu_serial="BFEBFBFF00000001", device_name="OTHER") == full
+    other_bios = keys_of(kit, bios_serial="C02OTHER01")
+    assert other_bios[0] == full[0] and other_bios[1] != full[1]
+    # Keyed: another fingerprint key gives other keys; another kind with the same serials too.
+    assert set(keys_of(kit, key=b"another key")).isdisjoint(full)
+    assert set(keys_of(kit, 2)).isdisjoint(full)  # Linux, same disk and BIOS serial values
+    android = keys_of(kit, 4)
+    assert len(android) == 2 and keys_of(kit, 4, imei="") == [android[1]]
+    assert len(keys_of(kit, 5)) == len(keys_of(kit, 6)) == len(keys_of(kit, 7)) == 1
+
+
+def test_without_a_unique_identifier_the_fingerprint_is_the_key(kit: Any) -> None:
+    cpu_only = record_for(kit, disk_serial="", bios_serial="")
+    cpu_only["device_fingerprint"] = device_fingerprint(cpu_only, KEY)
+    assert sharing_keys(cpu_only, SETTINGS) == [fingerprint(kit, disk_serial="", bios_serial="")]
+    placeholders = record_for(kit, disk_serial="0000-0000", bios_serial="To Be Filled By O.E.M.")
+    placeholders["device_fingerprint"] = device_fingerprint(placeholders, KEY)
+    assert sharing_keys(placeholders, SETTINGS) == [placeholders["device_fingerprint"]]
+    assert keys_of(kit, bios_serial="Default string") == [keys_of(kit)[0]]  # the disk serial still counts
+    nothing = record_for(kit, disk_serial="", cpu_serial="", bios_serial="")
+    nothing["device_fingerprint"] = None
+    assert sharing_keys(nothing, SETTINGS) == []
+
+
+def w409_of_logins(kit: Any, logins: list[tuple[int, dict[str, str], int]]) -> list[bool]:
+    """Windows logins through a fresh processor (max 2 investors a day): (investor index, identifier
+    overrides, collect_flags) each; whether each got W409. Every login is a minute after the last."""
+    proc = kit.processor(sharing_max_investors=2, sharing_window_seconds=86_400)
+    return ["W409" in windows_login(kit, proc, i, who, values, flags).warnings
+            for i, (who, values, flags) in enumerate(logins)]  # fmt: skip
+
+
+def test_w409_counts_a_device_whose_bios_serial_is_sometimes_missing(kit: Any) -> None:
+    # One machine, three investors; the second login's BIOS serial was not collected (empty, bit
+    # set), so it has another fingerprint. The third investor is the third on this machine: W409.
+    # Keyed by fingerprint, the machine's investors were split 2 + 1 and W409 was missed.
+    no_bios = {"bios_serial": ""}
+    assert w409_of_logins(kit, [(0, {}, 0), (1, no_bios, BIOS_BIT), (2, {}, 0)]) == [False, False, True]
+    assert w409_of_logins(kit, [(0, no_bios, BIOS_BIT), (1, {}, 0), (2, no_bios, BIOS_BIT)]) == [False, False, True]
+
+
+def test_w409_counts_the_union_of_a_logins_identifiers(kit: Any) -> None:
+    # Investor 1 logs in without the BIOS serial, investor 2 without the disk serial: no key has
+    # seen all three investors, but the fourth login carries both serials and sees them all
+    # (the largest count over its keys would be 2 and miss it).
+    logins = [(0, {}, 0), (1, {"bios_serial": ""}, BIOS_BIT), (2, {"disk_serial": ""}, DISK_BIT), (0, {}, 0)]
+    assert w409_of_logins(kit, logins) == [False, False, False, True]
+
+
+def test_w409_does_not_join_machines_by_cpu_serial_or_placeholder_serials(kit: Any) -> None:
+    # Three machines with one CPU model (one ProcessorId), one investor each: no W409.
+    machines = [{"disk_serial": f"WD-WX00000000{i}", "bios_serial": f"C02MACHINE{i}"} for i in range(3)]
+    assert w409_of_logins(kit, [(i, m, 0) for i, m in enumerate(machines)]) == [False, False, False]
+    # Three white-box machines whose BIOS reports the board maker's placeholder: no W409 either.
+    oem = [{"disk_serial": f"WD-WX00000000{i}", "bios_serial": "To Be Filled By O.E.M."} for i in range(3)]
+    assert w409_of_logins(kit, [(i, m, 0) for i, m in enumerate(oem)]) == [False, False, False]
+    # But the CPU-only logins of one machine still count together (keyed by the whole fingerprint).
+    cpu_only = {"disk_serial": "", "bios_serial": ""}
+    assert w409_of_logins(kit, [(i, cpu_only, DISK_BIT | BIOS_BIT) for i in range(3)]) == [False, False, True]
+
+
+def spec_observe(seen: dict[str, int], investor: str, at: int, window: int) -> set[str]:
+    """The rule by its definition: record the sighting, take the investors whose last sighting is
+    within the window of `at` (either side), then drop those more than a window before the newest."""
+    seen[investor] = max(seen.get(investor, at), at)
+    within = {k for k, t in seen.items() if abs(t - at) <= window}
+    newest = max(seen.values())
+    for k in [k for k, t in seen.items() if t < newest - window]:
+        del seen[k]
+    return within
+
+
+sightings = st.lists(
+    st.tuples(st.sampled_from("ABCDEF"), st.integers(0, 500), st.sets(st.sampled_from(["disk_serial", "bios_serial"]),
+                                                                      min_size=1)),
+    max_size=40,
+)
+
+
+@given(sightings)
+def test_sharing_warning_counts_the_union_of_the_keys_in_the_window(steps: list[tuple[str, int, set[str]]]) -> None:
+    # One Windows machine; each login carries its disk serial, its BIOS serial or both.
+    window, limit = 100, 3
+    settings = EnrichSettings(KEY, limit, window)
+    serial = {"disk_serial": "WD-WX1234567890", "bios_serial": "C02ABCDEF1"}
+    key_of = {name: sharing_keys(login_on("x", 0, **{name: serial[name]}), settings)[0] for name in serial}
+    sharing: dict[str, dict[str, int]] = {}
+    model: dict[str, dict[str, int]] = {"disk_serial": {}, "bios_serial": {}}
+    for investor, at, names in steps:
+        expected: set[str] = set()
+        for name in names:
+            expected |= spec_observe(model[name], f"0101:{investor}", at, window)
+        record = login_on(investor, at, **{name: serial[name] for name in names})
+        sharing_warning(record, sharing, settings)
+        assert record["warnings"] == (["W409"] if len(expected) > limit else [])
+        assert sharing == {key_of[name]: state for name, state in model.items() if state}
 
 
 # --- route ------------------------------------------------------------------------------------------
