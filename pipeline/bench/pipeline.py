@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import statistics
 import tempfile
 import threading
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline import localrun, refstore
@@ -53,6 +54,7 @@ class PipelineFigures:
     p99_ms: float
     worker_peak_rss_mb: float
     worker_cpu_us: float
+    broker_cpu_us: float
 
 
 class _Committed:
@@ -185,6 +187,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _local_broker_pid() -> int | None:
+    """The pid of the broker `infra/kafka/start` runs, if it runs (its CPU is reported too)."""
+    run_dir = Path(os.environ.get("LT_RUN_DIR") or Path(__file__).resolve().parents[2] / ".run")
+    try:
+        pid = int((run_dir / "kafka" / "kafka.pid").read_text().split()[0])
+        _cpu_seconds(pid)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid
+
+
 def _peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -196,14 +209,20 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 class _Visibility(threading.Thread):
-    """Records when each lt.reports record becomes visible, keyed by its ingress position."""
+    """Records when each report's feedback becomes visible to a read_committed consumer.
+
+    Feedback commits in the same transaction as the report's lt.reports and exchange records, so
+    it becomes visible at the same moment; its key is the report_id, so nothing is decoded here
+    (the measuring process should take as little CPU from the workers as it can).
+    """
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(daemon=True)
         self.consumer = Consumer({**settings.kafka.client_config(), "group.id": f"lat-{uuid.uuid4().hex[:6]}",
-                                  "auto.offset.reset": "latest", "isolation.level": "read_committed"})  # fmt: skip
-        self.consumer.subscribe([settings.topics.reports])
-        self.seen: dict[tuple[str, int, int], float] = {}
+                                  "auto.offset.reset": "latest", "isolation.level": "read_committed",
+                                  "topic.metadata.refresh.interval.ms": 1000})  # fmt: skip
+        self.consumer.subscribe(["^" + re.escape(settings.topics.feedback_prefix) + ".+"])
+        self.seen: dict[bytes, float] = {}
         self.running = True
 
     def run(self) -> None:
@@ -215,31 +234,40 @@ class _Visibility(threading.Thread):
                 continue
             now = time.time()
             for m in [first, *self.consumer.consume(500, timeout=0)]:
-                if m.error() is None and m.value() is not None:
-                    source = decode(m.value())[1]["source"]
-                    self.seen[(source["topic"], source["partition"], source["offset"])] = now
+                key = m.key()
+                if m.error() is None and key is not None:
+                    self.seen[key] = now
         self.consumer.close()
 
 
 def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, float]:
-    visibility = _Visibility(settings)
-    visibility.start()
-    time.sleep(3.0)  # let the consumer join before anything is fed
-    created: dict[tuple[str, int, int], float] = {}
-    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "linger.ms": 0})
-
-    def delivered(err: KafkaError | None, msg: object) -> None:
-        if err is None:
-            created[(msg.topic(), msg.partition(), msg.offset())] = msg.timestamp()[1] / 1000  # type: ignore[attr-defined]
-
     import base64
     import json
 
-    start = time.monotonic()
-    for count, raw in enumerate(ingress.read_text().splitlines(), 1):
+    # Everything the feeder needs is prepared before the clock starts.
+    records = []
+    for raw in ingress.read_text().splitlines():
         record = json.loads(raw)
+        value = base64.b64decode(record["value"])
+        report_id = decode(value)[1]["report_id"].encode()
         topic = settings.topics.ingress(record["topic"].removeprefix("lt.ingress."))
-        producer.produce(topic, base64.b64decode(record["value"]), key=record["key"].encode(), on_delivery=delivered)
+        records.append((topic, value, record["key"].encode(), report_id))
+    visibility = _Visibility(settings)
+    visibility.start()
+    time.sleep(3.0)  # let the consumer join before anything is fed
+    created: dict[bytes, float] = {}
+    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "linger.ms": 0})
+
+    def delivered(report_id: bytes) -> Callable[[KafkaError | None, Message], None]:
+        def record_creation(err: KafkaError | None, msg: Message) -> None:
+            if err is None:
+                created[report_id] = msg.timestamp()[1] / 1000  # the producer's create time
+
+        return record_creation
+
+    start = time.monotonic()
+    for count, (topic, value, key, report_id) in enumerate(records, 1):
+        producer.produce(topic, value, key=key, on_delivery=delivered(report_id))
         producer.poll(0)
         ahead = count / rate - (time.monotonic() - start)
         if ahead > 0:
@@ -286,6 +314,8 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
         total = localrun.feed(settings, market / "throughput.jsonl")
         first_seen, first_count = time.perf_counter(), committed.total()
         first_cpu = sum(_cpu_seconds(w.pid) for w in procs)
+        broker = _local_broker_pid()
+        first_broker_cpu = _cpu_seconds(broker) if broker else 0.0
         done = first_count
         while done < total:
             time.sleep(0.1)
@@ -294,7 +324,9 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
                 if worker.poll() is not None:
                     raise RuntimeError(f"a worker exited with {worker.returncode}; see {log.name}")
         pipeline_rate = (total - first_count) / max(time.perf_counter() - first_seen, 1e-9)
-        cpu_us = (sum(_cpu_seconds(w.pid) for w in procs) - first_cpu) / max(total - first_count, 1) * 1e6
+        measured = max(total - first_count, 1)
+        cpu_us = (sum(_cpu_seconds(w.pid) for w in procs) - first_cpu) / measured * 1e6
+        broker_us = (_cpu_seconds(broker) - first_broker_cpu) / measured * 1e6 if broker else float("nan")
         rate = pipeline_rate / 2
         p50, p99 = _latency(settings, market / "latency.jsonl", rate)
         rss = max(_peak_rss_mb(w.pid) for w in procs)
@@ -317,7 +349,7 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
     label = {"x25519": "X25519-HKDF-SHA256/AES-256-GCM", "rsa": "RSA2048-OAEP-SHA256/AES-256-GCM",
              "sm4": "SM4-GCM"}[suite]  # fmt: skip
     return PipelineFigures(label, workers, total - first_count, pipeline_rate, kafka_floor, crypto_floor, rate,
-                           p50, p99, rss, cpu_us)  # fmt: skip
+                           p50, p99, rss, cpu_us, broker_us)  # fmt: skip
 
 
 def _reporters(ingress: Path) -> set[str]:
@@ -336,18 +368,20 @@ def report(figures: list[PipelineFigures]) -> str:
     rows = [
         f"{'suite':<33}{'workers':>8}{'records':>8}{'pipeline/s':>11}{'kafka floor':>12}{'ratio':>7}"
         f"{'crypto floor':>13}{'ratio':>7}{'@ rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}{'CPU µs':>8}"
+        f"{'broker µs':>10}"
     ]
     for f in figures:
         rows.append(
             f"{f.suite:<33}{f.workers:>8}{f.records:>8}{f.pipeline_per_s:>11,.0f}{f.kafka_floor_per_s:>12,.0f}"
             f"{f.pipeline_per_s / f.kafka_floor_per_s:>7.0%}{f.crypto_floor_per_s:>13,.0f}"
             f"{f.pipeline_per_s / f.crypto_floor_per_s:>7.0%}{f.latency_rate:>9,.0f}{f.p50_ms:>8.1f}{f.p99_ms:>8.1f}"
-            f"{f.worker_peak_rss_mb:>8.0f}{f.worker_cpu_us:>8.0f}"
+            f"{f.worker_peak_rss_mb:>8.0f}{f.worker_cpu_us:>8.0f}{f.broker_cpu_us:>10.0f}"
         )
     rows += [
         "floors in the same run, at the same parallelism (N processes); records = reports measured: the backlog",
         "left when feeding ended, N workers sharing the partitions; latency = ingress create → visible on",
         "lt.reports at half the measured rate;",
-        "RSS = peak per worker; CPU µs = the workers' CPU time (all threads) per report",
+        "RSS = peak per worker; CPU µs = the workers' CPU time (all threads) per report; broker µs = the",
+        "local broker's CPU time per report over the same phase (infra/kafka/start's broker only)",
     ]
     return "\n".join(rows)
