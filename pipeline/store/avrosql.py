@@ -1,20 +1,37 @@
 """Decode a batch of Avro single-object values inside embedded ClickHouse (chdb), in C++.
 
 Input: values of one record type, all written with its current schema (the sink checks their
-fingerprint), and a table's `sql` mapping (`pipeline.store.tables`). The bodies, stripped of the
-10-byte single-object header, are wrapped in an Avro object container whose header carries the
-schema's parsing canonical form, written to a private scratch file, and read by ClickHouse's Avro
-format. Output: Python columns in the `Kind` conventions (`AvroReader.columns`, for the server
-backend), or the SELECT to put under an INSERT (`select_sql`, for the embedded backend).
-Errors: StoreError when ClickHouse cannot read the batch; the sink then decodes it in Python.
+fingerprint), and a table's `sql` mapping (`pipeline.store.tables`). The values are wrapped in an
+Avro object container whose schema is the record's with a leading fixed field that takes each
+value's 10-byte single-object header (`container_schema`), written to a private scratch file, and
+read by ClickHouse's Avro format. Output: the SELECT to put under an INSERT (`select_sql`, for the
+embedded backend), or Python columns for clickhouse-driver (`AvroReader.columns`, for the server
+backend).
+
+`AvroReader.columns` asks for the whole batch as one row of one value per column, laid out so
+that Python turns each into a list with a C call or two and no Python code per value: strings
+joined by NUL (split again by `bytes.split`), numbers as arrays (`struct.unpack_from`), arrays of
+strings flattened plus their lengths. Why: converting ClickHouse's output value by value (Arrow
+scalars, or lists built in Python) cost more than the decoding saved. The columns keep `Kind`'s
+conventions but strings stay the UTF-8 bytes ClickHouse holds (clickhouse-driver writes bytes as
+they are: nothing is decoded here to be encoded again there) and arrays are tuples.
+
+Errors: StoreError when ClickHouse cannot read the batch, or a string holds a NUL (the join would
+be ambiguous); the sink then decodes the batch in Python, record by record.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import gc
 import itertools
 import os
+import struct
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -44,19 +61,33 @@ def _bytes(data: bytes) -> bytes:
     return _long(len(data)) + data
 
 
+HEADER_FIELD = "lt_single_object_header"
+"""The container's schema is the record's with this first field, fixed(10): each single-object
+value, header and all, is then one record of it, and the values go in unsliced (slicing off the
+headers copied every value once more)."""
+
+
+@cache
+def container_schema(record: str) -> dict[str, Any]:
+    schema = schemas.schema_json(record)
+    header = {"type": "fixed", "name": "LtSingleObjectHeader", "size": schemas.HEADER_LEN}
+    return {**schema, "fields": [{"name": HEADER_FIELD, "type": header}, *schema["fields"]]}
+
+
 @cache
 def _header(record: str) -> bytes:
     from fastavro.schema import to_parsing_canonical_form
 
-    schema = to_parsing_canonical_form(schemas.schema_json(record)).encode()
+    schema = to_parsing_canonical_form(container_schema(record)).encode()
     meta = _long(2) + _bytes(b"avro.schema") + _bytes(schema) + _bytes(b"avro.codec") + _bytes(b"null") + _long(0)
     return b"Obj\x01" + meta + _SYNC
 
 
 def container(record: str, values: Sequence[bytes]) -> bytes:
-    """An Avro object container holding the bodies of single-object `values` as one block."""
-    body = b"".join([v[schemas.HEADER_LEN :] for v in values])
-    return _header(record) + _long(len(values)) + _long(len(body)) + body + _SYNC
+    """An Avro object container holding single-object `values` as one block (records of
+    `container_schema`)."""
+    size = sum(map(len, values))
+    return b"".join([_header(record), _long(len(values)), _long(size), *values, _SYNC])
 
 
 def scratch_dir() -> Path:
@@ -98,7 +129,8 @@ class Scratch:
 
 
 class AvroReader:
-    """Columns of a batch, decoded by chdb; holds a chdb session until `close`."""
+    """Columns of batches, decoded by chdb; holds a chdb session (made here: importing and starting
+    chdb takes a second) until `close`."""
 
     def __init__(self) -> None:
         from pipeline.store.embedded import acquire_any
@@ -106,18 +138,21 @@ class AvroReader:
         self.path, self.session = acquire_any()
         self.closed = False
 
-    def columns(self, table: Table, values: Sequence[bytes]) -> list[list[Any]]:
-        import pyarrow as pa
+    def warm(self, tables: Sequence[Table]) -> None:
+        """Read an empty batch of each table: ClickHouse's first query of a kind costs a tenth of a
+        second more (parsing the schema, compiling the query), better paid before records wait."""
+        for table in tables:
+            with contextlib.suppress(StoreError):  # then the first batch pays, as it would anyway
+                self.columns(table, [])
 
+    def columns(self, table: Table, values: Sequence[bytes]) -> list[list[Any]]:
         with Scratch(table.record, values) as path:
             try:
-                data = self.session.query(select_sql(table, path, timestamps=False), "ArrowStream").bytes()
+                data = self.session.query(columns_sql(table, path), "RowBinary").bytes()
             except Exception as exc:  # ChdbError carries ClickHouse's message
                 raise StoreError(f"chdb cannot read the {table.record} batch: {first_line(exc)}") from exc
-        arrow = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-        if arrow.num_rows != len(values):
-            raise StoreError(f"chdb read {arrow.num_rows} of {len(values)} {table.record} records")
-        return [_python(arrow.column(i).combine_chunks(), c.kind) for i, c in enumerate(table.columns)]
+        with _collector_paused():
+            return _Reader(data).columns(table, len(values))
 
     def close(self) -> None:
         if not self.closed:
@@ -127,15 +162,164 @@ class AvroReader:
             release(self.path)
 
 
-def _python(array: Any, kind: Kind) -> list[Any]:
-    """An Arrow array as a list in the `Kind` conventions, avoiding per-value Arrow scalars."""
+# How each kind travels from chdb: the aggregate expressions over a column's SQL, and how Python
+# reads them back (`_Reader`). Numbers and dates as arrays of fixed width: (SQL cast, struct code);
+# integers as Int64 whatever their column, so that a value out of its column's range reaches
+# clickhouse-driver as it is (and fails there), as on the Python path, rather than wrapped here.
+_NUMBERS: dict[Kind, tuple[str, str]] = {
+    Kind.UINT8: ("toInt64", "q"), Kind.UINT16: ("toInt64", "q"), Kind.UINT32: ("toInt64", "q"),
+    Kind.UINT64: ("toInt64", "q"), Kind.TIMESTAMP: ("toInt64", "q"), Kind.DATE: ("toUInt16", "H"),
+    Kind.FLOAT64_OR_NULL: ("toFloat64", "d"), Kind.TIMESTAMP_OR_NULL: ("toInt64", "q"),
+}  # fmt: skip
+_NULLABLE = (Kind.FLOAT64_OR_NULL, Kind.TIMESTAMP_OR_NULL)
+
+
+def _aggregates(kind: Kind, sql: str) -> list[str]:
+    if kind in (Kind.STRING, Kind.BYTES):
+        return [f"arrayStringConcat(groupArray({sql}), '\\0')"]
     if kind is Kind.STRINGS:
-        offsets = array.offsets.to_numpy()
-        flat = array.flatten().to_numpy(zero_copy_only=False).tolist()
-        base = int(offsets[0])
-        bounds = (offsets - base).tolist()
-        empty: list[Any] = []  # shared by every empty cell: the columns are only read
-        return [flat[a:b] if b > a else empty for a, b in itertools.pairwise(bounds)]
-    if kind in (Kind.FLOAT64_OR_NULL, Kind.TIMESTAMP_OR_NULL) or array.null_count:
-        return list(array.to_pylist())
-    return list(array.to_numpy(zero_copy_only=False).tolist())
+        return [f"arrayStringConcat(arrayFlatten(groupArray({sql})), '\\0')", f"groupArray(toUInt32(length({sql})))"]
+    cast, _ = _NUMBERS[kind]
+    if kind in _NULLABLE:  # the values (any, where null) and which are null
+        return [f"groupArray({cast}(ifNull({sql}, 0)))", f"groupArray(toUInt8(isNull({sql})))"]
+    return [f"groupArray({cast}({sql}))"]
+
+
+def columns_sql(table: Table, path: Path) -> str:
+    """The batch at `path` as one row: its count, then per column of `table` its aggregates."""
+    if table.sql is None:
+        raise StoreError(f"table {table.name} has no SQL mapping")
+    aggregates = [a for c, sql in zip(table.columns, table.sql, strict=True) for a in _aggregates(c.kind, sql)]
+    # One thread: every groupArray sees the rows in the same order, so the columns line up.
+    return (f"SELECT count(), {', '.join(aggregates)} FROM file({quote(str(path))}, 'Avro') "
+            f"SETTINGS schema_inference_use_cache_for_file = 0, max_threads = 1")  # fmt: skip
+
+
+_pause_lock = threading.Lock()
+_pauses = 0
+_was_enabled = False
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while columns are built, and as it was after the last of
+    concurrent builds. Why: a batch's arrays are tens of thousands of new tuples; each collection
+    they trigger walks the young column lists around them again, which cost a quarter of the
+    conversion. Nothing built here can form a cycle."""
+    global _pauses, _was_enabled
+    with _pause_lock:
+        if _pauses == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _pauses += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _was_enabled:
+                gc.enable()
+
+
+_EPOCH = dt.date(1970, 1, 1)
+_DATES: dict[int, dt.date] = {}  # day number → date: a handful of trading days
+
+
+def _date(days: int) -> dt.date:
+    date = _DATES.get(days)
+    if date is None:
+        if len(_DATES) > 4096:
+            _DATES.clear()
+        date = _DATES[days] = _EPOCH + dt.timedelta(days=days)
+    return date
+
+
+class _Reader:
+    """Reads the one RowBinary row of `columns_sql` back into columns."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.p = 0
+
+    def columns(self, table: Table, expected: int) -> list[list[Any]]:
+        (count,) = self.fixed("Q", 1)
+        if count != expected:
+            raise StoreError(f"chdb read {count} of {expected} {table.record} records")
+        out = [self.column(c.kind, count) for c in table.columns]
+        if self.p != len(self.data):
+            raise StoreError(f"chdb returned {len(self.data) - self.p} bytes too many for {table.record}")
+        return out
+
+    def column(self, kind: Kind, count: int) -> list[Any]:
+        if kind in (Kind.STRING, Kind.BYTES):
+            return self.strings(count)
+        if kind is Kind.STRINGS:
+            flat = self.strings(None)
+            lengths = self.array("I")
+            return _arrays(flat, lengths)
+        _, code = _NUMBERS[kind]
+        values = self.array(code)
+        if kind is Kind.DATE:
+            return list(map(_date, values))
+        if kind in _NULLABLE:
+            nulls = self.array("B")
+            return [None if null else v for v, null in zip(values, nulls, strict=True)] if any(nulls) else list(values)
+        return list(values)
+
+    def varint(self) -> int:
+        z = shift = 0
+        while True:
+            b = self.data[self.p]
+            self.p += 1
+            z |= (b & 0x7F) << shift
+            if b < 0x80:
+                return z
+            shift += 7
+
+    def fixed(self, code: str, count: int) -> tuple[Any, ...]:
+        layout = struct.Struct(f"<{count}{code}")
+        values = layout.unpack_from(self.data, self.p)
+        self.p += layout.size
+        return values
+
+    def array(self, code: str) -> tuple[Any, ...]:
+        return self.fixed(code, self.varint())
+
+    def strings(self, count: int | None) -> list[bytes]:
+        """NUL-joined strings; `count` of them (None: as many as there are)."""
+        size = self.varint()
+        joined = self.data[self.p : self.p + size]
+        self.p += size
+        parts = joined.split(b"\0") if count != 0 else []
+        if count is not None and len(parts) != count:
+            raise StoreError("a string holds a NUL byte")
+        return parts
+
+
+_EMPTY: tuple[bytes, ...] = ()
+
+
+def _arrays(flat: list[bytes], lengths: Sequence[int]) -> list[tuple[bytes, ...]]:
+    """Consecutive runs of `flat` of the given lengths, as tuples. Arrays are mostly empty or of
+    one item, which C builds without a Python step per row where a whole column is so."""
+    total = sum(lengths)
+    if total == 0:
+        return [_EMPTY] * len(lengths)  # nothing joined is one empty string: ignore `flat`
+    if len(flat) != total:
+        raise StoreError("a string in an array holds a NUL byte")
+    if max(lengths) == 1:
+        singles = zip(flat)  # 1-tuples
+        return list(singles) if total == len(lengths) else [next(singles) if n else _EMPTY for n in lengths]
+    out: list[tuple[bytes, ...]] = []
+    append: Callable[[tuple[bytes, ...]], None] = out.append
+    i = 0
+    for n in lengths:
+        if n == 1:
+            append((flat[i],))
+            i += 1
+        elif n == 0:
+            append(_EMPTY)
+        else:
+            append(tuple(flat[i : i + n]))
+            i += n
+    return out

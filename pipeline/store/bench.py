@@ -32,6 +32,7 @@ from typing import Any
 
 from pipeline import localrun, schemas
 from pipeline.config import Settings
+from pipeline.store.avrosql import AvroReader
 from pipeline.store.backend import Backend, Kind, connect
 from pipeline.store.errors import StoreError
 from pipeline.store.migrations import migrate
@@ -83,22 +84,34 @@ def processed_outputs(reports: int) -> list[tuple[str, bytes | None, bytes]]:
 
 
 def _floor_columns(outputs: list[tuple[str, bytes | None, bytes]], backend: Backend) -> dict[str, list[list[Any]]]:
-    """Every table's rows as the columns clickhouse-driver is handed (timestamps already in the
-    server's unit), so the floor times nothing but the client's insert."""
-    rows: dict[str, list[Any]] = {}
+    """Every table's rows as the columns the sink hands clickhouse-driver, made the same way (raw
+    values decoded by chdb where the sink does so, the others in Python), with timestamps already
+    in the server's unit: the floor times nothing but the client's insert of the same values."""
+    values: dict[str, list[bytes]] = {}
     for topic, _, value in outputs:
-        name = "reports" if topic == "reports" else "dlq" if topic == "dlq" else "deliveries"
-        table = TABLES[name]
-        rows.setdefault(name, []).append(table.row(schemas.decode(value, expected=table.record)[1]))
+        values.setdefault(_table_of(topic), []).append(value)
     columns = {}
     legacy = not backend.capabilities.datetime64
-    for name, table_rows in rows.items():
-        cols = transpose(table_rows)
-        for i, column in enumerate(TABLES[name].columns):
-            if legacy and column.kind is Kind.TIMESTAMP:
-                cols[i] = [v // 1000 for v in cols[i]]
-        columns[name] = cols
+    reader = AvroReader()
+    try:
+        for name, table_values in values.items():
+            table = TABLES[name]
+            if table.sql is not None:
+                cols = reader.columns(table, table_values)
+            else:
+                cols = transpose([table.row(schemas.decode(v, expected=table.record)[1]) for v in table_values])
+            for i, column in enumerate(table.columns):
+                if legacy and column.kind is Kind.TIMESTAMP:
+                    cols[i] = [v // 1000 for v in cols[i]]
+            columns[name] = cols
+    finally:
+        reader.close()
     return columns
+
+
+def _table_of(topic: str) -> str:
+    """The table a bench output's topic (without prefix) feeds."""
+    return "reports" if topic == "reports" else "dlq" if topic == "dlq" else "deliveries"
 
 
 @contextmanager
@@ -123,6 +136,7 @@ def _floor(settings: Settings, columns: dict[str, list[list[Any]]], batch_rows: 
     client = Client(host=ch.host, port=ch.port, user=ch.user, password=_password(ch))
     total = sum(len(cols[0]) for cols in columns.values())
     with _database(settings, database):
+        client.execute("SELECT 1")  # connected beforehand, as the sink's backend is
         started = time.perf_counter()
         for name, cols in columns.items():
             names = ", ".join(c.name for c in TABLES[name].columns)
@@ -150,16 +164,29 @@ def _sink_child(database: str, group: str, queue: Any, go: Any, decode_in_clickh
         queue.put("ready")
         go.wait(120)  # all members join together: no rebalance halfway through the run
         stats = sink.run(until_caught_up=True, timeout_s=600)
-        queue.put((stats.rows, stats.first_record_at, stats.last_flush_at))
+        queue.put((stats.rows, stats.first_record_at, stats.last_flush_at, _peak_rss_mb()))
     finally:
         backend.close()
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: a spawned process's ru_maxrss starts from
+    its parent's size when it was forked (it survives the exec), VmHWM from its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _sinks(settings: Settings, expected: dict[str, int], database: str, processes: int,
-           decode_in_clickhouse: bool = True) -> float:  # fmt: skip
+           decode_in_clickhouse: bool = True) -> tuple[float, float]:  # fmt: skip
     """Rows/s of `processes` sink processes in one group, each in its own interpreter as in
     production, timed from the first record any read to the last batch any stored
-    (CLOCK_MONOTONIC is system-wide on Linux); the stored rows are checked."""
+    (CLOCK_MONOTONIC is system-wide on Linux), and the largest one's peak RSS in MB; the stored
+    rows are checked."""
     with _database(settings, database) as backend:
         os.environ["LT_CLICKHOUSE_BATCH_ROWS"] = str(settings.clickhouse.batch_rows)
         context = multiprocessing.get_context("spawn")  # no fork: chdb and librdkafka hold threads
@@ -179,7 +206,7 @@ def _sinks(settings: Settings, expected: dict[str, int], database: str, processe
             raise StoreError(f"sinks stored {stored}, expected {expected}")
         first = min(r[1] for r in results if r[1])
         last = max(r[2] for r in results)
-        return float(sum(expected.values()) / (last - first))
+        return float(sum(expected.values()) / (last - first)), max(float(r[3]) for r in results)
 
 
 def run(reports: int, repeat: int, batch_rows: int, python_decode: bool, sinks: int = 1) -> StoreFigures:
@@ -193,7 +220,7 @@ def run(reports: int, repeat: int, batch_rows: int, python_decode: bool, sinks: 
     outputs = processed_outputs(reports)
     expected: dict[str, int] = {}
     for topic, _, _ in outputs:
-        name = "reports" if topic == "reports" else "dlq" if topic == "dlq" else "deliveries"
+        name = _table_of(topic)
         expected[name] = expected.get(name, 0) + 1
     _produce(settings, prefix, outputs)
     try:
@@ -203,14 +230,15 @@ def run(reports: int, repeat: int, batch_rows: int, python_decode: bool, sinks: 
         probe.close()
         del outputs
         tag = uuid.uuid4().hex[:6]
-        floors, rates, python_sinks = [], [], []
+        floors, rates, python_sinks, peaks = [], [], [], []
         for i in range(repeat):
             floors.append(_floor(settings, columns, batch_rows, f"lt_bench_floor_{tag}_{i}"))
-            database = f"lt_bench_sink_{tag}_{i}"
-            rates.append(_sinks(settings, expected, database, sinks))
+            rate, peak_mb = _sinks(settings, expected, f"lt_bench_sink_{tag}_{i}", sinks)
+            rates.append(rate)
+            peaks.append(peak_mb)
             if python_decode:
-                python_sinks.append(_sinks(settings, expected, f"lt_bench_py_{tag}_{i}", 1, False))
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest sink process
+                python_sinks.append(_sinks(settings, expected, f"lt_bench_py_{tag}_{i}", 1, False)[0])
+        peak = max(peaks)
     finally:
         _delete_topics(settings, prefix)
     return StoreFigures(sum(expected.values()), batch_rows, floors, rates, python_sinks, sinks, peak, server)

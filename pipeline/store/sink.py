@@ -3,20 +3,25 @@
 Contract:
 * reads with `read_committed` (aborted pipeline transactions are never stored) as its own
   consumer group; each record becomes one row of the table its topic feeds (`pipeline.store.tables`);
-* cuts a batch when it holds `batch_rows` records or is `flush_interval_ms` old and hands it to
-  two background threads, which decode and store it (`pipeline.store.storing`) while the next
-  batches are read and decoded; a batch's offsets are committed to Kafka only after every insert
-  of it succeeded, batches in order;
+* batches per table (a topic partition feeds one table, so a batch holds whole offset ranges of
+  its table's partitions): cuts one when it holds `batch_rows` records or is `flush_interval_ms`
+  old and hands it to two background threads, which decode and store it
+  (`pipeline.store.storing`) while the next batches are read and decoded; a batch's offsets are
+  committed to Kafka only after its insert succeeded, batches in order. Why per table: each
+  insert makes a part per partition in ClickHouse, whose fixed cost (tens of milliseconds on
+  18.16, more for wide tables) dominated when a batch's records were split over several tables;
 * when the store is unavailable the insert is retried with exponential back-off and jitter, the
   partitions are paused and the consumer only keeps its group membership: memory stays bounded
-  (at most IN_FLIGHT batches handed over plus the one being read), nothing is lost, and it
+  (at most IN_FLIGHT batches handed over plus one being read per table), nothing is lost, and it
   catches up when the store returns; a crash or a rebalance before the commit only causes a reread;
 * rereads are harmless: rows carry their deduplication keys (ReplacingMergeTree collapses them,
   analysts' queries read FINAL or count distinct keys), and each insert carries a token derived
   from its offset ranges, which current ClickHouse uses to drop an identical repeated insert;
 * this thread only sorts records by table: values of the high-volume tables written with the
   current schema are kept raw for ClickHouse to decode (`pipeline.store.avrosql`), the rest for
-  Python (`pipeline.store.tables`); a record that decodes as neither is logged, counted, skipped.
+  Python (`pipeline.store.tables`); a record that decodes as neither is logged, counted, skipped;
+* `run(until_caught_up=True)` stores what is there and returns: once every partition is read to
+  its end, the batches being read are stored at once (no more records can join them).
 """
 
 from __future__ import annotations
@@ -36,12 +41,16 @@ from pipeline import schemas
 from pipeline.config import Settings, TopicNames
 from pipeline.store.backend import Backend
 from pipeline.store.batch import Batch
-from pipeline.store.storing import Backoff, SinkStats, Storer
+from pipeline.store.storing import AvroInserting, Backoff, SinkStats, Storer
 from pipeline.store.tables import TABLES, Table, subscriber_tombstone
 
 log = logging.getLogger(__name__)
 PAUSE_AFTER_S = 5.0  # waiting longer than this for an insert means trouble: pause the partitions
 IN_FLIGHT = 2  # batches handed to the background threads: one decoding while one is inserted
+# Records per consume() call. Small: each call's Message objects are all alive until sorted into the
+# batch, and the garbage collector walks such a crowd of new objects again and again; a few hundred
+# are sorted and freed before it looks.
+CONSUME_MAX = 1000
 
 
 def sink_group(settings: Settings) -> str:
@@ -97,13 +106,14 @@ class Sink:
             "enable.partition.eof": True,  # end-of-partition events tell when the sink is caught up
             **(consumer_config or {}),
         })
-        self.batch = Batch()
+        self.batches: dict[str, Batch] = {}  # per table, the batch being read (one table's partitions each)
         self.flights: deque[_Flight] = deque()  # handed over, oldest first; committed in this order
         self.executor = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="lt-store")
         self.stats = SinkStats()
         self.storer = Storer(backend, Backoff(ch.retry_initial_ms / 1000, ch.retry_max_ms / 1000), self.stats)
         self.running = True
         self.paused: list[TopicPartition] = []
+        self.assigned: set[tuple[str, int]] = set()  # kept here: asking librdkafka waits on its thread
         self.at_end: set[tuple[str, int]] = set()  # partitions read to their end since their last record
         self.tables: dict[str, Table | None] = {}  # topic → table, memoized from the router
         # Values whose header names the current schema of a table with an SQL mapping go raw.
@@ -111,9 +121,11 @@ class Sink:
             name: schemas.MAGIC + schemas.fingerprint(table.record)
             for name, table in TABLES.items() if decode_in_clickhouse and table.sql is not None
         }  # fmt: skip
+        if self.raw_headers and not isinstance(backend, AvroInserting):
+            self.storer.open_reader()  # before the first record, not while its batch waits
 
     def stop(self, *_: object) -> None:
-        """Finish: the batch being stored gets its current attempt, the last one a single attempt."""
+        """Finish: the batches being stored get their current attempt, those being read a single one."""
         self.running = False
         self.storer.running = False
 
@@ -128,24 +140,30 @@ class Sink:
             while self.running:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"sink not caught up within {timeout_s:.0f}s")
-                room = self.batch_rows - self.batch.records
-                wait = max(0.0, min(0.2, self.flush_s - self.batch.age())) if self.batch.records else 0.2
-                messages = self.consumer.consume(min(room, 10_000), timeout=wait)
+                fullest = max((b.records for b in self.batches.values()), default=0)
+                oldest = max((b.age() for b in self.batches.values()), default=None)
+                wait = 0.2 if oldest is None else max(0.0, min(0.2, self.flush_s - oldest))
+                messages = self.consumer.consume(max(1, min(self.batch_rows - fullest, CONSUME_MAX)), timeout=wait)
                 if messages:
                     self._add_all(messages)
                 while self.flights and self.flights[0].future.done():
                     self._land()
-                if self.batch.records >= self.batch_rows or (self.batch.records and self.batch.age() >= self.flush_s):
-                    self._launch()
-                elif (until_caught_up and not messages and not self.batch.records and not self.flights
-                      and self._caught_up()):  # fmt: skip
-                    break
+                # Nothing more to read once caught up: store every batch now rather than when it is
+                # old enough, and wait for the stores rather than poll for records that are not coming.
+                caught_up = until_caught_up and self._caught_up()
+                for name in self._due(everything=caught_up):
+                    self._launch(name)
+                if caught_up:
+                    if self.flights:
+                        self._await_flight()
+                    elif not messages and not self.batches:
+                        break
             while self.flights:
                 self._await_flight()
-            if self.batch.records:
-                self._launch(retry=False)
-                while self.flights:
-                    self._await_flight()
+            for name in list(self.batches):
+                self._launch(name, retry=False)
+            while self.flights:
+                self._await_flight()
         finally:
             for flight in self.flights:
                 flight.abandon.set()
@@ -155,15 +173,9 @@ class Sink:
         return self.stats
 
     def _add_all(self, messages: list[Message]) -> None:
-        """Put consumed records into the batch (the hot loop: no method call per record beyond
-        the Message accessors and one dict lookup)."""
-        batch = self.batch
-        if not batch.records:
-            batch.started = time.monotonic()
-            if not self.stats.first_record_at:
-                self.stats.first_record_at = batch.started
-        first, last, raw, pending, at_end = batch.first, batch.last, batch.raw, batch.pending, self.at_end
-        headers = self.raw_headers
+        """Put consumed records into their tables' batches (the hot loop: no method call per
+        record beyond the Message accessors and a few dict lookups)."""
+        batches, tables, headers, at_end = self.batches, self.tables, self.raw_headers, self.at_end
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             key = (str(topic), int(partition or 0))
@@ -176,36 +188,47 @@ class Sink:
                 continue
             if key in at_end:  # events come in order: a record after an end means more data
                 at_end.discard(key)
-            if key not in first:
-                first[key] = int(offset or 0)
-            last[key] = int(offset or 0)
-            batch.records += 1
-            table = self.tables.get(key[0], ...)
+            table = tables.get(key[0], ...)
             if table is ...:
-                table = self.tables[key[0]] = self.router.table(key[0])
+                table = tables[key[0]] = self.router.table(key[0])
+            name = "" if table is None else table.name  # records of no table: only their offsets
+            batch = batches.get(name)
+            if batch is None:
+                batch = batches[name] = Batch()
+                if not self.stats.first_record_at:
+                    self.stats.first_record_at = batch.started
+            if key not in batch.first:
+                batch.first[key] = int(offset or 0)
+            batch.last[key] = int(offset or 0)
+            batch.records += 1
             if table is None:
                 continue
             value = message.value()
-            header = headers.get(table.name)
+            header = headers.get(name)
             if value is not None and header is not None and value[: schemas.HEADER_LEN] == header:
-                raw.setdefault(table.name, []).append(value)
+                batch.raw.setdefault(name, []).append(value)
             elif value is None:
-                if table.name == "subscribers":  # a compacted reference topic's tombstone
+                if name == "subscribers":  # a compacted reference topic's tombstone
                     tombstone = subscriber_tombstone(message.key(), message.timestamp()[1])
-                    batch.rows.setdefault(table.name, []).append(tombstone)
+                    batch.rows.setdefault(name, []).append(tombstone)
             else:  # decoded in Python by a background thread
-                pending.setdefault(table.name, []).append(value)
+                batch.pending.setdefault(name, []).append(value)
         self.stats.records += len(messages)
 
     # --- handing batches to the background threads, landing them -------------------------
 
-    def _launch(self, *, retry: bool = True) -> None:
-        """Hand the current batch to the background threads (waiting while IN_FLIGHT are there)."""
+    def _due(self, *, everything: bool = False) -> list[str]:
+        """Tables whose batch is full or old enough (or all, with `everything`)."""
+        return [name for name, batch in self.batches.items()
+                if everything or batch.records >= self.batch_rows or batch.age() >= self.flush_s]  # fmt: skip
+
+    def _launch(self, name: str, *, retry: bool = True) -> None:
+        """Hand table `name`'s batch to the background threads (waiting while IN_FLIGHT are there)."""
         while len(self.flights) >= IN_FLIGHT:
             self._await_flight()
-        if not self.batch.records:  # dropped meanwhile (rebalance, or an earlier batch was given up)
+        batch = self.batches.pop(name, None)
+        if batch is None or not batch.records:  # dropped meanwhile (rebalance, or an earlier batch was given up)
             return
-        batch, self.batch = self.batch, Batch()
         flight = _Flight(batch, Future())
         flight.future = self.executor.submit(self.storer.store, batch, flight.abandon, retry)
         self.flights.append(flight)
@@ -242,7 +265,7 @@ class Sink:
         for later in self.flights:
             later.future.exception()  # wait: nothing of theirs may land after the rewind
         self.flights.clear()
-        self.batch = Batch()
+        self.batches.clear()
         if self.running:
             self._rewind()
 
@@ -325,10 +348,12 @@ class Sink:
             if committing:
                 self._committed(flight.batch)
         self.flights.clear()
-        if self.batch.records:
-            log.info("rebalance: dropping the unstored batch", extra={"records": self.batch.records})
-        self.batch = Batch()
+        unstored = sum(batch.records for batch in self.batches.values())
+        if unstored:
+            log.info("rebalance: dropping the unstored batches", extra={"records": unstored})
+        self.batches.clear()
         self.paused = []
+        self.assigned = set()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Start every assigned partition afresh at its committed offset, unpaused.
@@ -338,6 +363,7 @@ class Sink:
         had read it (past the dropped records) and keep it paused if it was. Hence explicit start
         offsets (the beginning when nothing is committed, as auto.offset.reset says) and a resume."""
         self.at_end.clear()
+        self.assigned = {(tp.topic, tp.partition) for tp in partitions}
         if not partitions:
             return
         committed = consumer.committed(partitions, timeout=30)
@@ -349,5 +375,4 @@ class Sink:
     def _caught_up(self) -> bool:
         """Every assigned partition reported its end (read_committed: the last stable offset) since
         its last record. Watermark queries would do too, but each waits behind the fetch long-poll."""
-        assignment = self.consumer.assignment()
-        return bool(assignment) and all((tp.topic, tp.partition) in self.at_end for tp in assignment)
+        return bool(self.assigned) and self.assigned <= self.at_end

@@ -1,13 +1,13 @@
 """Storing one batch, on the sink's background threads: decode what is left, insert every part.
 
 `Storer.store(batch, abandon, retry)` decodes the batch's pending values in Python and, for a
-server backend, its raw values in a private chdb (`pipeline.store.avrosql`); the embedded backend
-decodes raw values inside its own INSERT. Then one columnar insert per part, one insert at a time
-(a client is not shared between threads), skipping parts a previous attempt stored. While the
-store is unavailable it retries with exponential back-off and jitter, until it succeeds (True),
-or is told to give up: `abandon` set, `running` cleared, or `retry` off (False). Other StoreErrors
-propagate. A batch ClickHouse cannot read is decoded record by record in Python, so only a
-malformed record is skipped (logged, counted), never the batch.
+server backend, its raw values in a private chdb (`pipeline.store.avrosql`, started by
+`open_reader`); the embedded backend decodes raw values inside its own INSERT. Then one columnar
+insert per part, one insert at a time (a client is not shared between threads), skipping parts a
+previous attempt stored. While the store is unavailable it retries with exponential back-off and
+jitter, until it succeeds (True), or is told to give up: `abandon` set, `running` cleared, or
+`retry` off (False). Other StoreErrors propagate. A batch ClickHouse cannot read is decoded record
+by record in Python, so only a malformed record is skipped (logged, counted), never the batch.
 """
 
 from __future__ import annotations
@@ -78,7 +78,20 @@ class Storer:
         self.stats = stats
         self.running = True
         self.insert_lock = threading.Lock()
-        self.reader: Any = None  # AvroReader, made on first use by a server backend
+        self.reader_lock = threading.Lock()
+        self.reader: Any = None  # AvroReader of a server backend, made by open_reader
+
+    def open_reader(self) -> None:
+        """Start the chdb that decodes raw values for a server backend, if not yet started (the
+        sink does it before reading: starting chdb takes a second)."""
+        if self.reader is not None:  # the usual case, without waiting for a lock
+            return
+        with self.reader_lock:  # made once; not under the insert lock, or decoding waited for inserts
+            if self.reader is None:
+                from pipeline.store.avrosql import AvroReader
+
+                self.reader = AvroReader()
+                self.reader.warm([table for table in TABLES.values() if table.sql is not None])
 
     def row(self, table: Table, value: bytes, where: str) -> Row | None:
         """The row of one value decoded in Python; None (logged, counted) when it does not fit."""
@@ -126,11 +139,7 @@ class Storer:
         for name, values in batch.raw.items():
             table = TABLES[name]
             try:
-                with self.insert_lock:  # the first batch makes the reader; later ones only read it
-                    if self.reader is None:
-                        from pipeline.store.avrosql import AvroReader
-
-                        self.reader = AvroReader()
+                self.open_reader()
                 batch.decoded[name] = self.reader.columns(table, values)
             except StoreError as exc:
                 # ClickHouse could not read the batch (a malformed record?): decode it here, record

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import TopicNames
+from pipeline import schemas
+from pipeline.config import ClickHouseSettings, KafkaSettings, Settings, TopicNames
 from pipeline.store.backend import Column, QueryResult
 from pipeline.store.batch import Batch
 from pipeline.store.capabilities import Capabilities
@@ -24,9 +25,9 @@ from pipeline.store.output import render
 from pipeline.store.policy import Retention
 from pipeline.store.quality import collection_quality, item_names
 from pipeline.store.retention import enforce, last_day, plan
-from pipeline.store.sink import Router
+from pipeline.store.sink import Router, Sink
 from pipeline.store.storing import Backoff, SinkStats, Storer
-from pipeline.store.tables import DELIVERY_COLUMNS
+from pipeline.store.tables import DELIVERY_COLUMNS, TABLES
 
 
 def test_batch_identity_depends_only_on_the_offset_ranges() -> None:
@@ -177,3 +178,87 @@ def test_the_storer_lets_faults_through() -> None:
     backend = FlakyBackend("dlq", failures=1, error=StoreError)
     with pytest.raises(StoreError):
         Storer(backend, Backoff(0.01, 0.02), SinkStats()).store(two_part_batch(), threading.Event(), retry=True)
+
+
+class FakeMessage:
+    """What the sink reads of a consumed record (or of an end-of-partition event)."""
+
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes | None = None, eof: bool = False) -> None:
+        self._topic, self._partition, self._offset, self._value, self._eof = topic, partition, offset, value, eof
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return b"S1"
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_763_600_400_000)
+
+    def error(self) -> Any:
+        from confluent_kafka import KafkaError
+
+        return KafkaError(KafkaError._PARTITION_EOF) if self._eof else None
+
+
+@pytest.fixture()
+def sink() -> Iterator[Sink]:
+    topics = TopicNames(exchange_prefix="p.exchange.", reports="p.reports", dlq="p.dlq", ref_prefix="p.ref.")
+    settings = Settings(kafka=KafkaSettings(bootstrap="127.0.0.1:1"), topics=topics,
+                        clickhouse=ClickHouseSettings(host="fake", batch_rows=3, flush_interval_ms=60_000))  # fmt: skip
+    sink = Sink(settings, FlakyBackend("none", 0), group="unit", decode_in_clickhouse=False)
+    try:
+        yield sink
+    finally:
+        sink.consumer.close()
+        sink.executor.shutdown()
+
+
+def current(record: str) -> bytes:
+    """A value carrying `record`'s current header (the body is not read here)."""
+    return schemas.MAGIC + schemas.fingerprint(record) + b"body"
+
+
+def test_the_sink_batches_per_table_over_its_own_partitions(sink: Sink) -> None:
+    report, delivery = current(TABLES["reports"].record), current(TABLES["deliveries"].record)
+    sink.raw_headers = {"reports": report[: schemas.HEADER_LEN]}  # as for a batch decoder of reports only
+    sink._add_all([  # type: ignore[arg-type]
+        FakeMessage("p.reports", 0, 5, report), FakeMessage("p.exchange.SHFE", 1, 40, delivery),
+        FakeMessage("p.reports", 0, 6, report), FakeMessage("p.dlq", 2, 0, b"not avro"),
+        FakeMessage("p.exchange.DCE", 0, 7, delivery), FakeMessage("p.reports", 1, 0, report),
+        FakeMessage("p.ref.subscribers", 0, 3, None), FakeMessage("p.reports", 0, 7, eof=True),
+    ])  # fmt: skip
+    batches = sink.batches
+    assert set(batches) == {"reports", "deliveries", "dlq", "subscribers"}
+    assert batches["reports"].first == {("p.reports", 0): 5, ("p.reports", 1): 0}
+    assert batches["reports"].last == {("p.reports", 0): 6, ("p.reports", 1): 0}
+    assert batches["reports"].records == 3 and batches["reports"].raw == {"reports": [report] * 3}
+    assert batches["deliveries"].next_offsets() == {("p.exchange.SHFE", 1): 41, ("p.exchange.DCE", 0): 8}
+    assert batches["deliveries"].pending == {"deliveries": [delivery] * 2}
+    assert batches["dlq"].pending == {"dlq": [b"not avro"]}
+    assert [row[1] for row in batches["subscribers"].rows["subscribers"]] == ["S1"]  # a tombstone
+    assert sink.at_end == {("p.reports", 0)}
+    # batch_rows is 3: only the reports batch is full; all are due once caught up.
+    assert sink._due() == ["reports"]
+    assert sorted(sink._due(everything=True)) == ["deliveries", "dlq", "reports", "subscribers"]
+
+
+def test_a_table_batch_is_stored_and_committed_alone(sink: Sink) -> None:
+    sink._add_all([FakeMessage("p.dlq", 0, n, b"not avro") for n in range(2)]  # type: ignore[arg-type]
+                  + [FakeMessage("p.exchange.SHFE", 0, 9, b"not avro")])  # fmt: skip
+    committed: list[dict[tuple[str, int], int]] = []
+    sink._commit = lambda batch: committed.append(batch.next_offsets())  # type: ignore[method-assign]
+    sink._launch("dlq")
+    while sink.flights:
+        sink._await_flight()
+    assert committed == [{("p.dlq", 0): 2}] and set(sink.batches) == {"deliveries"}
+    assert sink.stats.skipped == 2  # not Avro: skipped, but its offsets are committed

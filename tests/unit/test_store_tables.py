@@ -1,6 +1,8 @@
 """Record → row, both ways: the Python mapping and the SQL mapping (read by ClickHouse's Avro
-format in chdb) give the same rows for the same pipeline outputs; and a batch ClickHouse cannot
-read falls back to Python, record by record, skipping only the bad record.
+format in chdb, into columns for the server backend or inside the embedded backend's INSERT) give
+the same rows for the same pipeline outputs; and a batch ClickHouse cannot read, or whose strings
+the column layout cannot carry, falls back to Python, record by record, skipping only the bad
+record.
 
 The records are real outputs of `Processor` over generated reports (with missing items, IPv6,
 corrections and every defect class), so every field shape the pipeline emits is covered.
@@ -17,11 +19,12 @@ import pytest
 
 from pipeline import schemas
 from pipeline.generate import PlanConfig, plan_reports
-from pipeline.store.avrosql import AvroReader, container
-from pipeline.store.backend import Column, QueryResult
+from pipeline.store.avrosql import HEADER_FIELD, AvroReader, _arrays, container
+from pipeline.store.backend import Column, Kind, QueryResult
 from pipeline.store.batch import Batch
 from pipeline.store.capabilities import Capabilities
 from pipeline.store.embedded import ChdbBackend
+from pipeline.store.errors import StoreError
 from pipeline.store.migrations import migrate
 from pipeline.store.policy import Retention
 from pipeline.store.storing import Backoff, SinkStats, Storer
@@ -60,19 +63,81 @@ def chdb_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbBackend
         backend.close()
 
 
-def python_rows(name: str, values: list[bytes]) -> list[tuple[Any, ...]]:
+def python_rows(name: str, values: Sequence[bytes]) -> list[tuple[Any, ...]]:
     table = TABLES[name]
     return [table.row(schemas.decode(v, expected=table.record)[1]) for v in values]
 
 
-@pytest.mark.parametrize("name", ["reports", "deliveries"])
-def test_sql_mapping_equals_python_mapping(outputs: Outputs, chdb_store: ChdbBackend, name: str) -> None:
+def as_python(value: Any) -> Any:
+    """A server column value in the Python mapping's terms: UTF-8 bytes as text, tuples as lists."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, tuple):
+        return [as_python(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def reader(chdb_store: ChdbBackend) -> Iterator[AvroReader]:
     reader = AvroReader()  # shares the module's chdb session
     try:
-        columns = reader.columns(TABLES[name], outputs[name])
+        yield reader
     finally:
         reader.close()
-    assert [tuple(row) for row in zip(*columns, strict=True)] == python_rows(name, outputs[name])
+
+
+@pytest.mark.parametrize("name", ["reports", "deliveries"])
+def test_sql_mapping_equals_python_mapping(outputs: Outputs, reader: AvroReader, name: str) -> None:
+    columns = reader.columns(TABLES[name], outputs[name])
+    rows = list(zip(*columns, strict=True))
+    assert [tuple(as_python(v) for v in row) for row in rows] == python_rows(name, outputs[name])
+    # The layout clickhouse-driver gets: strings as UTF-8 bytes, arrays as tuples, lists per column.
+    for column, values in zip(TABLES[name].columns, columns, strict=True):
+        assert isinstance(values, list)
+        kinds = {type(v) for v in values}
+        if column.kind is Kind.STRING:
+            assert kinds == {bytes}, column.name
+        elif column.kind is Kind.STRINGS:
+            assert kinds == {tuple} and all(type(s) is bytes for v in values for s in v), column.name
+
+
+def test_an_empty_batch_reads_as_empty_columns(reader: AvroReader) -> None:
+    assert reader.columns(TABLES["reports"], []) == [[] for _ in TABLES["reports"].columns]
+
+
+def test_odd_values_survive_the_column_layout(outputs: Outputs, reader: AvroReader) -> None:
+    """Empty and non-ASCII strings, empty and longer arrays, missing coordinates, and a string of a
+    length that needs a two-byte varint: each read back as the Python mapping reads it."""
+    base = schemas.decode(outputs["reports"][0], expected="lookthrough.TerminalRecord")[1]
+    odd = [
+        {**base, "device_name": "", "os_version": "Windows 11 专业版", "private_ips": [], "macs": [],
+         "latitude": None, "longitude": None, "trading_codes": {}},
+        {**base, "device_name": "x" * 300, "private_ips": ["10.0.0.1", "", "10.0.0.3"], "flags": ["", ""],
+         "latitude": 0.0, "longitude": -121.5, "trading_codes": {"SHFE": "", "DCE": "12345678", "CFFEX": "9"}},
+        {**base, "macs": ["AABBCCDDEEFF"], "warnings": ["W406"], "correction_of": "0606-00000001"},
+    ]  # fmt: skip
+    values = [schemas.encode("lookthrough.TerminalRecord", datum) for datum in odd]
+    columns = reader.columns(TABLES["reports"], values)
+    assert [tuple(as_python(v) for v in row) for row in zip(*columns, strict=True)] == python_rows("reports", values)
+
+
+def test_a_string_holding_nul_is_refused(outputs: Outputs, reader: AvroReader) -> None:
+    """NUL separates strings in the layout: a batch with one is left to the Python path."""
+    datum = schemas.decode(outputs["reports"][0], expected="lookthrough.TerminalRecord")[1]
+    for field in ("device_name", "private_ips"):
+        value = "a\0b" if field == "device_name" else ["a\0b"]
+        bad = schemas.encode("lookthrough.TerminalRecord", {**datum, field: value})
+        with pytest.raises(StoreError):
+            reader.columns(TABLES["reports"], [outputs["reports"][1], bad])
+
+
+def test_arrays_from_their_flat_items() -> None:
+    assert _arrays([b""], [0, 0]) == [(), ()]
+    assert _arrays([b"a", b"b"], [1, 1]) == [(b"a",), (b"b",)]
+    assert _arrays([b"a", b"b"], [1, 0, 1]) == [(b"a",), (), (b"b",)]
+    assert _arrays([b"a", b"b", b"", b"c"], [0, 3, 1]) == [(), (b"a", b"b", b""), (b"c",)]
+    with pytest.raises(StoreError):
+        _arrays([b"a", b"b", b"c"], [1, 1])  # a NUL inside an item split it in two
 
 
 @pytest.mark.parametrize("name", ["reports", "deliveries"])
@@ -90,13 +155,15 @@ def test_insert_inside_chdb_equals_python_insert(outputs: Outputs, chdb_store: C
     assert via_sql == via_python and len(via_sql) == len(outputs[name])
 
 
-def test_container_holds_the_bodies(outputs: Outputs) -> None:
+def test_container_holds_the_values(outputs: Outputs) -> None:
+    """Each single-object value is one record of the container: its header, then the record."""
     import io
 
     from fastavro import reader
 
     values = outputs["deliveries"][:5]
     records = list(reader(io.BytesIO(container("lookthrough.ExchangeRecord", values))))
+    assert [r.pop(HEADER_FIELD) for r in records] == [v[: schemas.HEADER_LEN] for v in values]
     assert records == [schemas.decode(v)[1] for v in values]
 
 
@@ -121,6 +188,18 @@ class ColumnsBackend:
     def close(self) -> None: ...
 
 
+def store_reports(backend: Any, values: list[bytes], stats: SinkStats) -> Any:
+    """Store `values` as one batch of raw reports through `backend`, as the sink's threads do."""
+    storer = Storer(backend, Backoff(0.1, 0.1), stats)
+    try:
+        batch = Batch(raw={"reports": values}, first={("t", 0): 0}, last={("t", 0): len(values) - 1},
+                      records=len(values))  # fmt: skip
+        assert storer.store(batch, threading.Event(), retry=False)
+    finally:
+        storer.close()
+    return backend
+
+
 @pytest.mark.parametrize("backend_kind", ["server", "chdb"])
 def test_a_batch_clickhouse_cannot_read_is_decoded_in_python(outputs: Outputs, chdb_store: ChdbBackend,
                                                              backend_kind: str) -> None:  # fmt: skip
@@ -131,19 +210,68 @@ def test_a_batch_clickhouse_cannot_read_is_decoded_in_python(outputs: Outputs, c
     if backend_kind == "chdb":
         chdb_store.execute(f"TRUNCATE TABLE {chdb_store.database}.reports")
     stats = SinkStats()
-    storer = Storer(backend, Backoff(0.1, 0.1), stats)
-    try:
-        batch = Batch(raw={"reports": values}, first={("t", 0): 0}, last={("t", 0): len(values) - 1},
-                      records=len(values))  # fmt: skip
-        assert storer.store(batch, threading.Event(), retry=False)
-    finally:
-        storer.close()
+    store_reports(backend, values, stats)
     assert stats.skipped == 1
     if backend_kind == "server":
         stored = [r[4] for r in backend.inserted["reports"]]
     else:
         stored = [r for (r,) in chdb_store.query(f"SELECT report_id FROM {chdb_store.database}.reports").rows]
     assert sorted(stored) == sorted(schemas.decode(v)[1]["report_id"] for v in outputs["reports"][:50])
+
+
+def test_the_server_gets_the_python_mappings_rows(outputs: Outputs) -> None:
+    stats = SinkStats()
+    backend = store_reports(ColumnsBackend(), list(outputs["reports"]), stats)
+    stored = [tuple(as_python(v) for v in row) for row in backend.inserted["reports"]]
+    assert stored == python_rows("reports", outputs["reports"]) and stats.skipped == 0
+
+
+def test_a_batch_the_layout_cannot_carry_is_decoded_in_python(outputs: Outputs) -> None:
+    datum = schemas.decode(outputs["reports"][3], expected="lookthrough.TerminalRecord")[1]
+    values = list(outputs["reports"][:20])
+    values[3] = schemas.encode("lookthrough.TerminalRecord", {**datum, "device_name": "a\0b"})
+    stats = SinkStats()
+    backend = store_reports(ColumnsBackend(), values, stats)
+    stored = [tuple(as_python(v) for v in row) for row in backend.inserted["reports"]]
+    assert stored == python_rows("reports", values) and stats.skipped == 0
+    names = [c.name for c in TABLES["reports"].columns]
+    assert stored[3][names.index("device_name")] == "a\0b"
+
+
+class BlockingBackend(ColumnsBackend):
+    """A server-like backend whose inserts wait until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inserting, self.release = threading.Event(), threading.Event()
+
+    def insert(self, table: str, columns: Sequence[Column], data: Sequence[list[Any]], token: str | None) -> int:
+        self.inserting.set()
+        assert self.release.wait(10)
+        return super().insert(table, columns, data, token)
+
+
+def test_decoding_does_not_wait_for_an_insert(outputs: Outputs) -> None:
+    """One batch decodes while another is being inserted (the two threads' overlap is the point)."""
+    backend = BlockingBackend()
+    storer = Storer(backend, Backoff(0.1, 0.1), SinkStats())
+    storer.open_reader()
+    try:
+        first, second = (Batch(raw={"deliveries": list(outputs["deliveries"][i : i + 5])}, first={("t", i): 0},
+                               last={("t", i): 4}, records=5) for i in (0, 5))  # fmt: skip
+        inserting = threading.Thread(target=storer.store, args=(first, threading.Event(), False))
+        inserting.start()
+        assert backend.inserting.wait(10)
+        decoding = threading.Thread(target=storer._decode, args=(second,))
+        decoding.start()
+        decoding.join(10)
+        decoded = not decoding.is_alive()
+        backend.release.set()
+        inserting.join(10)
+        assert decoded and len(second.decoded["deliveries"][0]) == 5
+    finally:
+        backend.release.set()
+        storer.close()
 
 
 def test_small_helpers() -> None:
