@@ -55,7 +55,7 @@ class KafkaSettings:
 
     bootstrap: str = "127.0.0.1:19092"
     group: str = "lookthrough-pipeline"
-    partitions: int = 4
+    partitions: int = 2
     # A reporter's feedback is small and read by that reporter alone; one partition keeps the
     # partitions each transaction touches from growing with reporters × partitions.
     feedback_partitions: int = 1
@@ -95,7 +95,8 @@ class KafkaSettings:
 class PipelineSettings:
     environment: str = "production"
     batch_size: int = 500
-    batch_timeout_ms: int = 50
+    batch_timeout_ms: int = 5
+    batch_max_ms: int = 100
     metrics_port: int = 0
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     version: str = __version__

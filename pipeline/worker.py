@@ -8,10 +8,11 @@ commits the whole batch or none of it; read_committed readers see each report on
 Per-investor order holds because the ingress key is the investor ID.
 
 Batches are pipelined: while one transaction is being flushed and committed (a thread that
-mostly waits on the broker), the next batch is consumed and processed in memory; it is
-produced only once the previous commit has succeeded. An abort drops the processed batch
-too and rewinds to the committed offsets, and a rebalance waits for the commit in flight, so
-no processed result outlives the assignment it was consumed under.
+mostly waits on the broker), the next batch is consumed and processed. Its outputs are held
+until the previous commit has succeeded, then its transaction opens and every further output
+is produced as soon as its record is processed, so the final flush waits for little. An
+abort drops the batch in progress too and rewinds to the committed offsets, and a rebalance
+waits for the commit in flight, so no result outlives the assignment it was consumed under.
 
 faust-streaming's own exactly-once mode has open upstream bugs around transactions and
 rebalances, so the transaction boundaries are ours; see the README.
@@ -43,10 +44,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Batch:
-    """A consumed batch, processed but not yet produced: outputs, next offsets and tallies."""
+    """What a batch's commit covers: the next offsets, and tallies for the metrics."""
 
     size: int = 0
-    outputs: list[Output] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     records_in: Counter[str] = field(default_factory=Counter)
     records_out: Counter[str] = field(default_factory=Counter)
@@ -79,7 +79,10 @@ class Worker:
             "transactional.id": f"{settings.kafka.group}-{settings.pipeline.instance}",
             "enable.idempotence": True,
             "acks": "all",
-            "linger.ms": 5,
+            # Outputs stream out while the batch is processed; a longer linger gathers them into
+            # fewer requests (the broker's cost is per request and partition), and the flush
+            # before the commit sends the rest at once, so the linger adds no latency at the end.
+            "linger.ms": 25,
             "compression.type": "lz4",
             "transaction.timeout.ms": 30_000,
             # Only failures are reported (no Python call per delivered record); the commit thread's
@@ -89,6 +92,7 @@ class Worker:
         })
         self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self.in_flight: tuple[Future[None], Batch] | None = None
+        self.transaction_open = False
         self.known_reporters: set[str] = set()
         self.delivery_errors: list[str] = []
         self.counters = metrics.LabelCache()
@@ -119,9 +123,10 @@ class Worker:
                 self.sharing_follower.poll()
                 # The previous batch commits in the background while this one is consumed and processed.
                 messages = self.next_batch(p.batch_size, p.batch_timeout_ms / 1000)
-                batch = self.process(messages) if messages else None
-                if self.finish_commit() and batch is not None:
-                    self.start_commit(batch)
+                if messages:
+                    self.handle(messages)
+                elif self.in_flight is not None and self.in_flight[0].done():
+                    self.finish_commit()  # idle: settle the last commit now, not with the next batch
                 if time.monotonic() - last_lag > 5:
                     self.update_lag()
                     last_lag = time.monotonic()
@@ -166,48 +171,81 @@ class Worker:
         if error is not None:
             self.delivery_errors.append(error.name())
 
-    def process(self, messages: list[Message]) -> Batch:
-        """Run the stages over a consumed batch; nothing is produced yet."""
-        batch = Batch(size=len(messages))
-        now_ms = int(time.time() * 1000)
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                # An error event, not a record: librdkafka keeps fetching unless it is fatal.
-                if error.fatal():
-                    raise KafkaException(error)
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", extra={"kafka_error": error.name()})
-                continue
-            topic, partition, offset = _position(message)
-            reporter = self.settings.topics.reporter_of(topic)
-            self._ensure_feedback_topic(reporter)
-            result = self.processor.process(topic, partition, offset, message.key(), message.value(), now_ms)
-            batch.records_in[topic] += 1
-            if result.code is not None:
-                batch.rejects[result.code] += 1
-            for warning in result.warnings:
-                batch.warnings[warning] += 1
-            for out in result.outputs:
-                batch.records_out[out.topic] += 1
-            batch.outputs += result.outputs
-            batch.offsets[(topic, partition)] = offset + 1
-        return batch
+    def handle(self, messages: list[Message]) -> None:
+        """Process consumed records in transactions of at most `batch_max_ms` of processing each."""
+        start = 0
+        while start < len(messages):
+            start = self._transaction(messages, start)
 
-    def start_commit(self, batch: Batch) -> None:
-        """Produce the batch in a new transaction and commit it on the commit thread."""
-        self.producer.begin_transaction()
+    def _transaction(self, messages: list[Message], start: int) -> int:
+        """Process records from `start` in one transaction and leave its commit in flight.
+
+        Returns where the next transaction starts: the end, an earlier record once this one has
+        run `batch_max_ms` (a backlog must not make every record wait for a whole batch), or
+        the end after an abort (the consumer was rewound; the rest comes again).
+        """
+        batch = Batch(size=0)
+        held: list[Output] | None = []  # outputs waiting for the previous commit; None once ours is open
+        now_ms = int(time.time() * 1000)
+        deadline = time.perf_counter() + self.settings.pipeline.batch_max_ms / 1000
+        position = start
         try:
-            for out in batch.outputs:
-                self._produce(out.topic, out.key, out.value)
+            while position < len(messages):
+                message = messages[position]
+                position += 1
+                batch.size += 1
+                error = message.error()
+                if error is not None:
+                    # An error event, not a record: librdkafka keeps fetching unless it is fatal.
+                    if error.fatal():
+                        raise KafkaException(error)
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer error", extra={"kafka_error": error.name()})
+                    continue
+                topic, partition, offset = _position(message)
+                reporter = self.settings.topics.reporter_of(topic)
+                self._ensure_feedback_topic(reporter)
+                result = self.processor.process(topic, partition, offset, message.key(), message.value(), now_ms)
+                batch.records_in[topic] += 1
+                if result.code is not None:
+                    batch.rejects[result.code] += 1
+                for warning in result.warnings:
+                    batch.warnings[warning] += 1
+                for out in result.outputs:
+                    batch.records_out[out.topic] += 1
+                batch.offsets[(topic, partition)] = offset + 1
+                if held is not None:
+                    held += result.outputs
+                    if self.in_flight is None or self.in_flight[0].done():
+                        if not self.finish_commit():
+                            return len(messages)  # the previous batch aborted; this one was rewound with it
+                        self._open(held)
+                        held = None
+                else:
+                    for out in result.outputs:
+                        self._produce(out.topic, out.key, out.value)
+                    if time.perf_counter() > deadline:
+                        break
+            if held is not None:
+                if not self.finish_commit():
+                    return len(messages)
+                self._open(held)
             for key, value in self.sharing.drain_changes():
                 self._produce(self.settings.topics.sharing_state, key.encode(), value)
         except KafkaException as exc:
             self._recover(exc)
-            return
+            return len(messages)
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
         metadata = self.consumer.consumer_group_metadata()  # the generation this batch was consumed in
         self.in_flight = (self.committer.submit(self._commit, offsets, metadata), batch)
+        return position
+
+    def _open(self, held: list[Output]) -> None:
+        """Begin this batch's transaction and produce what was held for it."""
+        self.producer.begin_transaction()
+        self.transaction_open = True
+        for out in held:
+            self._produce(out.topic, out.key, out.value)
 
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:
@@ -228,6 +266,7 @@ class Worker:
         if offsets:
             self.producer.send_offsets_to_transaction(offsets, metadata)
         self.producer.commit_transaction()
+        self.transaction_open = False
 
     def finish_commit(self) -> bool:
         """Wait for the commit in flight; False if it failed (the batches since were rewound)."""
@@ -257,7 +296,9 @@ class Worker:
             log.error("fatal transaction error; exiting", extra={"kafka_error": error.name()})
             raise exc
         log.warning("aborting batch", extra={"kafka_error": error.name()})
-        self.producer.abort_transaction(30)
+        if self.transaction_open:
+            self.producer.abort_transaction(30)
+            self.transaction_open = False
         self.delivery_errors.clear()
         self.sharing.discard_changes()
         assignment = self.consumer.assignment()

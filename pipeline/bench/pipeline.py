@@ -37,6 +37,7 @@ from pipeline.codec import parse_report_line
 from pipeline.commands.generate import generate_market
 from pipeline.config import Settings
 from pipeline.crypto.keyring import Keyring
+from pipeline.reporter import PRODUCER_DEFAULTS
 from pipeline.schemas import decode
 from pipeline.topics import TopicSpec, ensure_topics, ingress_topic, output_topics
 
@@ -256,7 +257,10 @@ def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, flo
     visibility.start()
     time.sleep(3.0)  # let the consumer join before anything is fed
     created: dict[bytes, float] = {}
-    producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True, "linger.ms": 0})
+    # Configured like the reporter SDK's producer (pipeline.reporter), and paced in steps of a
+    # few milliseconds: a request and a sleep per record would measure the harness, not the
+    # pipeline. Creation time is taken when a record is produced, so lingering counts as latency.
+    producer = Producer({**settings.kafka.client_config(), **PRODUCER_DEFAULTS})
 
     def delivered(report_id: bytes) -> Callable[[KafkaError | None, Message], None]:
         def record_creation(err: KafkaError | None, msg: Message) -> None:
@@ -270,7 +274,7 @@ def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, flo
         producer.produce(topic, value, key=key, on_delivery=delivered(report_id))
         producer.poll(0)
         ahead = count / rate - (time.monotonic() - start)
-        if ahead > 0:
+        if ahead > 0.002:
             time.sleep(ahead)
     producer.flush(30)
     deadline = time.monotonic() + 60
