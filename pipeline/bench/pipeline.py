@@ -8,10 +8,11 @@ parallelism as the pipeline (N processes):
 - Kafka floor (workers stopped): N processes, each with every Nth ingress partition, consume
   the same bytes and produce them again, in transactions of the same size, no processing;
 - crypto floor: `Keyring.decrypt` of the same blobs in N processes;
-- latency: with a warm worker, reports fed at half the measured rate; time from the ingress
-  record's creation to its lt.reports record becoming visible to a read_committed consumer;
-- worker CPU time per report over the throughput phase (all its threads; robust to a busy
-  machine, unlike rates), and peak RSS of the worker (VmHWM).
+- latency: with the workers warm, reports fed at half the measured rate; time from the ingress
+  record's creation to its feedback (committed in the same transaction as its lt.reports and
+  exchange records) becoming visible to a read_committed consumer;
+- the workers' CPU time per report over the throughput phase (all threads; robust to a busy
+  machine, unlike rates) and the local broker's, and peak RSS per worker (VmHWM).
 """
 
 from __future__ import annotations
