@@ -96,8 +96,10 @@ def test_sigkill_three_times_keeps_exactly_once(kafka_bootstrap: str, small_mark
     truth = load_truth(market_dir)
     rng = random.Random(1234)
     with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
-        # Small batches: many transactions in flight, so a kill lands mid-transaction.
+        # Small batches: many transactions in flight, so a kill lands mid-transaction; and a
+        # transaction closes after 1 ms of processing, so consumed batches split across them too.
         ns.env["LT_PIPELINE_BATCH_SIZE"] = "50"
+        ns.env["LT_PIPELINE_BATCH_MAX_MS"] = "1"
         load_reference(ns.settings, market_dir)
         worker = ns.start_worker("crash")
         import threading
