@@ -217,19 +217,16 @@ class Worker:
                 if held is not None:
                     held += result.outputs
                     if self.in_flight is None or self.in_flight[0].done():
-                        if not self.finish_commit():
+                        if not self._open(held):
                             return len(messages)  # the previous batch aborted; this one was rewound with it
-                        self._open(held)
                         held = None
                 else:
                     for out in result.outputs:
                         self._produce(out.topic, out.key, out.value)
                     if time.perf_counter() > deadline:
                         break
-            if held is not None:
-                if not self.finish_commit():
-                    return len(messages)
-                self._open(held)
+            if held is not None and not self._open(held):
+                return len(messages)
             for key, value in self.sharing.drain_changes():
                 self._produce(self.settings.topics.sharing_state, key.encode(), value)
         except KafkaException as exc:
@@ -240,12 +237,16 @@ class Worker:
         self.in_flight = (self.committer.submit(self._commit, offsets, metadata), batch)
         return position
 
-    def _open(self, held: list[Output]) -> None:
-        """Begin this batch's transaction and produce what was held for it."""
+    def _open(self, held: list[Output]) -> bool:
+        """Once the previous commit has ended, begin this transaction and produce what was held
+        for it; False if that commit failed (everything since was rewound)."""
+        if not self.finish_commit():
+            return False
         self.producer.begin_transaction()
         self.transaction_open = True
         for out in held:
             self._produce(out.topic, out.key, out.value)
+        return True
 
     def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
         while True:

@@ -17,6 +17,8 @@ parallelism as the pipeline (N processes):
 
 from __future__ import annotations
 
+import base64
+import json
 import multiprocessing
 import os
 import re
@@ -147,14 +149,17 @@ def _pass_through(
     return started, ended
 
 
+def _ingress(path: Path) -> list[tuple[str, bytes, bytes]]:
+    """(reporter, key, value) of each record of a generated `ingress.jsonl`."""
+    records = [json.loads(raw) for raw in path.read_text().splitlines()]
+    return [(r["topic"].removeprefix("lt.ingress."), r["key"].encode(), base64.b64decode(r["value"])) for r in records]
+
+
 def _crypto_floor(keyring_path: str, ingress: Path, processes: int) -> float:
     """`Keyring.decrypt` of every blob, the blobs split over N processes; median of three runs."""
-    import base64
-    import json
-
     blobs = []
-    for raw in ingress.read_text().splitlines():
-        _, envelope = decode(base64.b64decode(json.loads(raw)["value"]))
+    for _, _, value in _ingress(ingress):
+        _, envelope = decode(value)
         line = parse_report_line(envelope["report"])
         blobs.append((line.vendor_id, line.key_version, line.terminal_info))
     shares = [(keyring_path, blobs[i::processes]) for i in range(processes)]
@@ -243,17 +248,9 @@ class _Visibility(threading.Thread):
 
 
 def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, float]:
-    import base64
-    import json
-
     # Everything the feeder needs is prepared before the clock starts.
-    records = []
-    for raw in ingress.read_text().splitlines():
-        record = json.loads(raw)
-        value = base64.b64decode(record["value"])
-        report_id = decode(value)[1]["report_id"].encode()
-        topic = settings.topics.ingress(record["topic"].removeprefix("lt.ingress."))
-        records.append((topic, value, record["key"].encode(), report_id))
+    records = [(settings.topics.ingress(reporter), value, key, decode(value)[1]["report_id"].encode())
+               for reporter, key, value in _ingress(ingress)]  # fmt: skip
     visibility = _Visibility(settings)
     visibility.start()
     time.sleep(3.0)  # let the consumer join before anything is fed
@@ -304,7 +301,7 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
     settings = Settings.from_env()
     client = settings.kafka.client_config()
     admin = AdminClient(client)
-    reporters = sorted(_reporters(market / "ingress.jsonl"))
+    reporters = sorted({reporter for reporter, _, _ in _ingress(market / "ingress.jsonl")})
     ingress_topics = [settings.topics.ingress(r) for r in reporters]
     ensure_topics(admin, settings, [*output_topics(settings), *(ingress_topic(settings, r) for r in reporters)])
     refstore.publish_directory(settings, market / "reference")
@@ -357,10 +354,6 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
                            p50, p99, rss, cpu_us, broker_us)  # fmt: skip
 
 
-def _reporters(ingress: Path) -> set[str]:
-    import json
-
-    return {json.loads(line)["topic"].removeprefix("lt.ingress.") for line in ingress.read_text().splitlines()}
 
 
 def run(records: dict[str, int], latency_records: int, workers: list[int]) -> list[PipelineFigures]:
