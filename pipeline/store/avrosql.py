@@ -5,8 +5,9 @@ fingerprint), and a table's `sql` mapping (`pipeline.store.tables`). The values 
 Avro object container whose schema is the record's with a leading fixed field that takes each
 value's 10-byte single-object header (`container_schema`), written to a private scratch file, and
 read by ClickHouse's Avro format. Output: the SELECT to put under an INSERT (`select_sql`, for the
-embedded backend), or Python columns for clickhouse-driver (`AvroReader.columns`, for the server
-backend).
+embedded backend), a block in ClickHouse's Native format with the server table's own column types
+(`AvroReader.native`, for a server that takes it: `pipeline.store.server`), or Python columns for
+clickhouse-driver (`AvroReader.columns`, for any other server).
 
 `AvroReader.columns` asks for the whole batch as one row of one value per column, laid out so
 that Python turns each into a list with a C call or two and no Python code per value: strings
@@ -16,8 +17,14 @@ scalars, or lists built in Python) cost more than the decoding saved. The column
 conventions but strings stay the UTF-8 bytes ClickHouse holds (clickhouse-driver writes bytes as
 they are: nothing is decoded here to be encoded again there) and arrays are tuples.
 
-Errors: StoreError when ClickHouse cannot read the batch, or a string holds a NUL (the join would
-be ambiguous); the sink then decodes the batch in Python, record by record.
+`AvroReader.native` casts every column to the server's type in ClickHouse (numbers with
+`accurateCast`, so a value out of its column's range fails as it would in clickhouse-driver) and
+returns the block's bytes: column count, row count, then per column its name, type and data, which
+is also the body of a Data packet of the native protocol before custom serializations (54454).
+
+Errors: StoreError when ClickHouse cannot read the batch, a string holds a NUL (the join would be
+ambiguous), a value does not fit its column, or the block is not one block of the batch's rows;
+the sink then decodes the batch in Python, record by record.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import schemas
-from pipeline.store.backend import Kind
+from pipeline.store.backend import Kind, NativeTypes
 from pipeline.store.errors import StoreError, first_line
 from pipeline.store.sqltext import quote
 from pipeline.store.tables import Table
@@ -154,12 +161,52 @@ class AvroReader:
         with _collector_paused():
             return _Reader(data).columns(table, len(values))
 
+    def native(self, table: Table, values: Sequence[bytes], types: NativeTypes) -> bytes:
+        """The batch as one Native block of `types` (the server's (name, type) of `table.columns`)."""
+        with Scratch(table.record, values) as path:
+            try:
+                block: bytes = self.session.query(native_sql(table, path, types), "Native").bytes()
+            except Exception as exc:  # ChdbError carries ClickHouse's message
+                raise StoreError(f"chdb cannot read the {table.record} batch: {first_line(exc)}") from exc
+        reader = _Reader(block)
+        shape = (reader.varint(), reader.varint()) if block else (len(types), 0)
+        if shape != (len(types), len(values)):
+            raise StoreError(f"chdb made a block of {shape[1]} rows × {shape[0]} columns "
+                             f"of {len(values)} {table.record} records")  # fmt: skip
+        return block
+
     def close(self) -> None:
         if not self.closed:
             from pipeline.store.embedded import release
 
             self.closed = True
             release(self.path)
+
+
+def _native_expr(kind: Kind, sql: str, server_type: str) -> str:
+    """`sql` (in `Kind`'s conventions) as a value of `server_type` (timestamps: DateTime, as
+    `pipeline.store.server` sends Native blocks only to servers without DateTime64)."""
+    if kind in (Kind.TIMESTAMP, Kind.TIMESTAMP_OR_NULL):  # epoch milliseconds to DateTime's seconds
+        sql = f"intDiv({sql}, 1000)"
+    elif kind in (Kind.UINT8, Kind.UINT16, Kind.UINT32, Kind.UINT64):
+        return f"accurateCast({sql}, {quote(server_type)})"
+    return f"CAST({sql}, {quote(server_type)})"
+
+
+def native_sql(table: Table, path: Path, types: NativeTypes) -> str:
+    """SELECT of the batch at `path` as columns named and typed as `types`. The mapping is computed
+    in an inner query under private aliases: an outer alias equal to a record field's name (a
+    column `trading_codes` made from the field `trading_codes`) would shadow the field."""
+    if table.sql is None:
+        raise StoreError(f"table {table.name} has no SQL mapping")
+    inner = ", ".join(f"{sql} AS lt_c{i}" for i, sql in enumerate(table.sql))
+    outer = ", ".join(
+        f"{_native_expr(c.kind, f'lt_c{i}', server_type)} AS {name}"
+        for i, (c, (name, server_type)) in enumerate(zip(table.columns, types, strict=True))
+    )
+    # One block: max_block_size above any batch (the caller checks the row count anyway).
+    return (f"SELECT {outer} FROM (SELECT {inner} FROM file({quote(str(path))}, 'Avro')) "
+            f"SETTINGS schema_inference_use_cache_for_file = 0, max_threads = 1, max_block_size = 4194304")  # fmt: skip
 
 
 # How each kind travels from chdb: the aggregate expressions over a column's SQL, and how Python

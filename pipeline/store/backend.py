@@ -34,6 +34,10 @@ class Kind(Enum):
     STRINGS = "Array(String)"
 
 
+NativeTypes = tuple[tuple[str, str], ...]
+"""A server table's (column name, ClickHouse type) for a Table's columns, in their order."""
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     name: str

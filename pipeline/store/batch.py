@@ -1,7 +1,8 @@
 """A batch of records read from Kafka but not yet in the store, with the offsets it covers.
 
 Per table, a batch holds single-object values read but not decoded yet: `raw` ones (decoded
-inside ClickHouse) and `pending` ones (decoded in Python into `rows`). `first`/`last` record, per
+inside ClickHouse, into `decoded` columns or a `native` block) and `pending` ones (decoded in
+Python into `rows`). `first`/`last` record, per
 topic partition, the offsets the batch read (records that produced no row included), so offsets
 are committed for exactly what was inserted. `token(part)` is a deterministic identity of one
 insert: the same offset ranges always give the same token, which ClickHouse uses (where it can)
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.store.backend import NativeTypes
 from pipeline.store.tables import Row
 
 
@@ -25,6 +27,7 @@ class Batch:
     raw: dict[str, list[bytes]] = field(default_factory=dict)
     pending: dict[str, list[bytes]] = field(default_factory=dict)
     decoded: dict[str, list[list[Any]]] = field(default_factory=dict)  # raw values once decoded, kept for retries
+    native: dict[str, tuple[NativeTypes, bytes]] = field(default_factory=dict)  # or decoded as a Native block
     first: dict[tuple[str, int], int] = field(default_factory=dict)
     last: dict[tuple[str, int], int] = field(default_factory=dict)
     records: int = 0

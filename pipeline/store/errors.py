@@ -18,6 +18,10 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached right now; retrying later may succeed."""
 
 
+class NativeMismatch(StoreError):
+    """A table's columns are no longer the types a Native block was made with (it was altered)."""
+
+
 class MigrationError(StoreError):
     """The migration files or the recorded migrations are inconsistent."""
 

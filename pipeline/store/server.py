@@ -4,20 +4,38 @@ Errors are wrapped once, here: network failures, timeouts and the server's "busy
 StoreUnavailable (the client reconnects on the next call); anything else becomes StoreError.
 Timestamps go as epoch milliseconds to DateTime64(3), or as whole seconds to DateTime on servers
 without DateTime64. The password comes from LT_CLICKHOUSE_PASSWORD or `password_file`.
+
+Two ways to insert: `insert` hands Python columns to clickhouse-driver's column writers;
+`insert_native` sends a block already serialized in ClickHouse's Native format (made by chdb from
+the Kafka values, `pipeline.store.avrosql`) as the Data packet of clickhouse-driver's INSERT, so
+no Python code runs per value. The second needs a block that is byte for byte what the server
+expects: `native_types` offers it only on an uncompressed connection older than custom
+serializations (protocol 54454: newer servers want a flag per column that the Native format does
+not carry) and for tables whose every column type serializes the same in chdb as in the server
+(plain numbers, String, Date, DateTime, Array(String), Nullable of those: not LowCardinality,
+whose Native form changed). The server's INSERT header is checked against the types the block was
+made with; a mismatch (the table was altered meanwhile) raises NativeMismatch before any data is
+sent, and the caller inserts the batch the other way.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pipeline.config import ClickHouseSettings
-from pipeline.store.backend import Column, Kind, QueryResult, plain
+from pipeline.store.backend import Column, Kind, NativeTypes, QueryResult, plain
 from pipeline.store.capabilities import Capabilities
-from pipeline.store.errors import StoreError, StoreUnavailable, first_line
+from pipeline.store.errors import NativeMismatch, StoreError, StoreUnavailable, first_line
+from pipeline.store.sqltext import literal
+from pipeline.store.tables import Table
 
 T = TypeVar("T")
+CUSTOM_SERIALIZATION_REVISION = 54454
+_PLAIN = r"(?:U?Int(?:8|16|32|64)|Float(?:32|64)|String|Date|DateTime(?:\('[A-Za-z0-9_/+-]+'\))?)"
+_NATIVE_SAFE = re.compile(rf"{_PLAIN}|Nullable\({_PLAIN}\)|Array\(String\)")
 
 # Server error codes after which the same statement may succeed later.
 RETRYABLE_CODES = frozenset({
@@ -57,6 +75,9 @@ class ServerBackend:
         )  # fmt: skip
         version = self._call(lambda: self.client.execute("SELECT version()"))[0][0]
         self.capabilities = Capabilities.from_version(str(version))
+        connection = self.client.connection
+        self.native_blocks = (not connection.compression
+                              and connection.server_info.used_revision < CUSTOM_SERIALIZATION_REVISION)  # fmt: skip
 
     def _call(self, action: Callable[[], T]) -> T:
         from clickhouse_driver import errors
@@ -89,6 +110,49 @@ class ServerBackend:
         sql = f"INSERT INTO {self.database}.{table} ({names}) VALUES"
         self._call(lambda: self.client.execute(sql, values, columnar=True, settings=settings))
         return len(data[0]) if data else 0
+
+    def native_types(self, table: Table) -> NativeTypes | None:
+        """The server's (name, type) of `table.columns` if Native blocks of them can be sent, else None."""
+        if not self.native_blocks:
+            return None
+        sql = (f"SELECT name, type FROM system.columns WHERE database = {literal(self.database)} "
+               f"AND table = {literal(table.name)}")  # fmt: skip
+        server = dict(self._call(lambda: self.client.execute(sql)))
+        types = tuple((c.name, server.get(c.name, "")) for c in table.columns)
+        return types if all(_NATIVE_SAFE.fullmatch(t) for _, t in types) else None
+
+    def insert_native(self, table: str, types: NativeTypes, block: bytes, rows: int, token: str | None) -> int:
+        """Insert one Native block (made with `types`, holding `rows` rows); NativeMismatch when
+        the server's columns are no longer `types` (nothing is inserted then)."""
+        names = ", ".join(name for name, _ in types)
+        settings = {"insert_deduplication_token": token} if token and self.capabilities.dedup_token else {}
+        sql = f"INSERT INTO {self.database}.{table} ({names}) VALUES"
+        self._call(lambda: self._send_block(sql, types, block, settings))
+        return rows
+
+    def _send_block(self, sql: str, types: NativeTypes, block: bytes, settings: dict[str, Any]) -> None:
+        """clickhouse-driver's INSERT (`Client.process_insert_query`) with a ready-made block."""
+        from clickhouse_driver.block import BlockInfo, ColumnOrientedBlock
+        from clickhouse_driver.protocol import ClientPacketTypes
+        from clickhouse_driver.writer import write_binary_str, write_varint
+
+        client = self.client
+        with client.disconnect_on_error(sql, settings):  # a failure mid-insert drops the connection
+            connection = client.connection
+            connection.send_query(sql)
+            connection.send_external_tables(None)
+            header = client.receive_sample_block()
+            if tuple(tuple(c) for c in header.columns_with_types) != types:
+                raise NativeMismatch(f"{sql.split(' (')[0]}: the table's columns changed")
+            write_varint(ClientPacketTypes.DATA, connection.fout)
+            write_binary_str("", connection.fout)  # no temporary table
+            BlockInfo().write(connection.fout)
+            connection.fout.write(block)
+            connection.fout.flush()
+            client.receive_profile_events()
+            connection.send_data(ColumnOrientedBlock())  # an empty block ends the data
+            client.receive_profile_events()
+            client.receive_end_of_insert_query()
 
     def _convert(self, kind: Kind, values: list[Any]) -> list[Any]:
         if self.capabilities.datetime64:

@@ -2,7 +2,9 @@
 
 `Storer.store(batch, abandon, retry)` decodes the batch's pending values in Python and, for a
 server backend, its raw values in a private chdb (`pipeline.store.avrosql`, started by
-`open_reader`); the embedded backend decodes raw values inside its own INSERT. Then one columnar
+`open_reader`): into a Native block of the server's column types where the server takes one
+(`NativeInserting`), else into Python columns; the embedded backend decodes raw values inside its
+own INSERT. Then one columnar
 insert per part, one insert at a time (a client is not shared between threads), skipping parts a
 previous attempt stored. While the store is unavailable it retries with exponential back-off and
 jitter, until it succeeds (True), or is told to give up: `abandon` set, `running` cleared, or
@@ -21,9 +23,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from pipeline import schemas
 from pipeline.errors import EnvelopeError
-from pipeline.store.backend import Backend
+from pipeline.store.backend import Backend, NativeTypes
 from pipeline.store.batch import Batch
-from pipeline.store.errors import StoreError, StoreUnavailable
+from pipeline.store.errors import NativeMismatch, StoreError, StoreUnavailable
 from pipeline.store.tables import TABLES, Row, Table
 
 log = logging.getLogger("pipeline.store.sink")  # one logger for the sink's story
@@ -34,6 +36,15 @@ class AvroInserting(Protocol):
     """A backend that decodes and inserts single-object values itself (the embedded one)."""
 
     def insert_avro(self, table: Table, values: Sequence[bytes], token: str | None) -> int: ...
+
+
+@runtime_checkable
+class NativeInserting(Protocol):
+    """A backend that takes blocks in ClickHouse's Native format (the server one, where it can)."""
+
+    def native_types(self, table: Table) -> NativeTypes | None: ...
+
+    def insert_native(self, table: str, types: NativeTypes, block: bytes, rows: int, token: str | None) -> int: ...
 
 
 @dataclass
@@ -80,6 +91,7 @@ class Storer:
         self.insert_lock = threading.Lock()
         self.reader_lock = threading.Lock()
         self.reader: Any = None  # AvroReader of a server backend, made by open_reader
+        self.native: dict[str, NativeTypes | None] = {}  # per table, what native_types said
 
     def open_reader(self) -> None:
         """Start the chdb that decodes raw values for a server backend, if not yet started (the
@@ -137,17 +149,41 @@ class Storer:
         if isinstance(self.backend, AvroInserting):
             return
         for name, values in batch.raw.items():
-            table = TABLES[name]
-            try:
-                self.open_reader()
-                batch.decoded[name] = self.reader.columns(table, values)
-            except StoreError as exc:
-                # ClickHouse could not read the batch (a malformed record?): decode it here, record
-                # by record, so one bad record is skipped instead of stopping the sink.
-                log.warning("decoding a batch in Python", extra={"table": name, "error": str(exc)})
-                rows = batch.rows.setdefault(name, [])
-                rows.extend(row for i, v in enumerate(values) if (row := self.row(table, v, f"item {i}")) is not None)
-                batch.raw[name] = []
+            types = self._native_types(TABLES[name])
+            self._decode_raw(batch, TABLES[name], values, types)
+
+    def _decode_raw(self, batch: Batch, table: Table, values: list[bytes], types: NativeTypes | None) -> None:
+        """Raw values of `table` into a Native block of `types`, or into columns (`types` None)."""
+        try:
+            self.open_reader()
+            if types is not None:
+                batch.native[table.name] = (types, self.reader.native(table, values, types))
+            else:
+                batch.decoded[table.name] = self.reader.columns(table, values)
+        except StoreError as exc:
+            # ClickHouse could not read the batch (a malformed record?): decode it here, record
+            # by record, so one bad record is skipped instead of stopping the sink.
+            log.warning("decoding a batch in Python", extra={"table": table.name, "error": str(exc)})
+            batch.rows.setdefault(table.name, []).extend(self._python_rows(table, values))
+            batch.raw[table.name] = []
+
+    def _python_rows(self, table: Table, values: list[bytes]) -> list[Row]:
+        return [row for i, v in enumerate(values) if (row := self.row(table, v, f"batch item {i}")) is not None]
+
+    def _native_types(self, table: Table) -> NativeTypes | None:
+        """The server's column types for a Native block of `table`, or None (columns then). Asked
+        once per table, under the insert lock (the client is not shared between threads); not
+        remembered when the server could not be asked."""
+        if table.name in self.native:
+            return self.native[table.name]
+        if not isinstance(self.backend, NativeInserting):
+            return None
+        try:
+            with self.insert_lock:
+                types = self.native[table.name] = self.backend.native_types(table)
+        except StoreUnavailable:
+            return None
+        return types
 
     def _insert(self, batch: Batch) -> None:
         for name, rows in batch.rows.items():
@@ -162,18 +198,35 @@ class Storer:
                 batch.done.add(part)
 
     def _insert_raw(self, batch: Batch, table: Table, values: list[bytes], token: str) -> None:
-        if not isinstance(self.backend, AvroInserting):
-            self.backend.insert(table.name, table.columns, batch.decoded[table.name], token)
+        if isinstance(self.backend, AvroInserting):
+            try:
+                self.backend.insert_avro(table, values, token)
+            except StoreUnavailable:
+                raise
+            except StoreError as exc:  # as in _decode: one malformed record must not stop the sink
+                log.warning("decoding a batch in Python", extra={"table": table.name, "error": str(exc)})
+                self._insert_python(table, values, token)
             return
-        try:
-            self.backend.insert_avro(table, values, token)
-        except StoreUnavailable:
-            raise
-        except StoreError as exc:  # as in _decode: one malformed record must not stop the sink
-            log.warning("decoding a batch in Python", extra={"table": table.name, "error": str(exc)})
-            rows = [row for i, v in enumerate(values) if (row := self.row(table, v, f"batch item {i}")) is not None]
-            if rows:
-                self.backend.insert(table.name, table.columns, transpose(rows), token + "-python")
+        native = batch.native.get(table.name)
+        if native is not None and isinstance(self.backend, NativeInserting):
+            try:
+                self.backend.insert_native(table.name, *native, len(values), token)
+                return
+            except NativeMismatch as exc:  # the table was altered: columns this time, then ask again
+                log.warning("inserting a batch as columns", extra={"table": table.name, "error": str(exc)})
+                self.native.pop(table.name, None)
+                del batch.native[table.name]
+                try:
+                    batch.decoded[table.name] = self.reader.columns(table, values)
+                except StoreError:
+                    self._insert_python(table, values, token)
+                    return
+        self.backend.insert(table.name, table.columns, batch.decoded[table.name], token)
+
+    def _insert_python(self, table: Table, values: list[bytes], token: str) -> None:
+        rows = self._python_rows(table, values)
+        if rows:
+            self.backend.insert(table.name, table.columns, transpose(rows), token + "-python")
 
     def close(self) -> None:
         if self.reader is not None:

@@ -146,3 +146,25 @@ def clickhouse_client(clickhouse_settings: dict[str, Any]) -> Iterator[Any]:
     client = Client(**clickhouse_settings)
     yield client
     client.disconnect()
+
+
+@pytest.fixture
+def server_store(clickhouse_settings: dict[str, Any]) -> Iterator[Any]:
+    """A fresh database on the server, migrated, as a store Backend; dropped afterwards."""
+    import uuid
+
+    from pipeline.config import ClickHouseSettings
+    from pipeline.store.backend import connect
+    from pipeline.store.migrations import migrate
+    from pipeline.store.policy import Retention
+
+    database = f"lt_test_{uuid.uuid4().hex[:10]}"
+    settings = ClickHouseSettings(host=clickhouse_settings["host"], port=clickhouse_settings["port"],
+                                  user=clickhouse_settings["user"], database=database)  # fmt: skip
+    backend = connect(settings)
+    try:
+        migrate(backend, Retention.from_settings(settings))
+        yield backend
+    finally:
+        backend.execute(f"DROP DATABASE IF EXISTS {settings.database}")
+        backend.close()

@@ -11,6 +11,8 @@ corrections and every defect class), so every field shape the pipeline emits is 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -20,11 +22,11 @@ import pytest
 from pipeline import schemas
 from pipeline.generate import PlanConfig, plan_reports
 from pipeline.store.avrosql import HEADER_FIELD, AvroReader, _arrays, container
-from pipeline.store.backend import Column, Kind, QueryResult
+from pipeline.store.backend import Column, Kind, NativeTypes, QueryResult
 from pipeline.store.batch import Batch
 from pipeline.store.capabilities import Capabilities
 from pipeline.store.embedded import ChdbBackend
-from pipeline.store.errors import StoreError
+from pipeline.store.errors import NativeMismatch, StoreError
 from pipeline.store.migrations import migrate
 from pipeline.store.policy import Retention
 from pipeline.store.storing import Backoff, SinkStats, Storer
@@ -129,6 +131,59 @@ def test_a_string_holding_nul_is_refused(outputs: Outputs, reader: AvroReader) -
         bad = schemas.encode("lookthrough.TerminalRecord", {**datum, field: value})
         with pytest.raises(StoreError):
             reader.columns(TABLES["reports"], [outputs["reports"][1], bad])
+
+
+# The types a ClickHouse 18.16 server reports for the legacy DDL's columns (`{{ts}}` is DateTime('UTC')).
+LEGACY_TYPES = {Kind.STRING: "String", Kind.BYTES: "String", Kind.UINT8: "UInt8", Kind.UINT16: "UInt16",
+                Kind.UINT32: "UInt32", Kind.UINT64: "UInt64", Kind.DATE: "Date", Kind.TIMESTAMP: "DateTime('UTC')",
+                Kind.TIMESTAMP_OR_NULL: "Nullable(DateTime('UTC'))", Kind.FLOAT64_OR_NULL: "Nullable(Float64)",
+                Kind.STRINGS: "Array(String)"}  # fmt: skip
+
+
+def legacy_types(name: str) -> NativeTypes:
+    return tuple((c.name, LEGACY_TYPES[c.kind]) for c in TABLES[name].columns)
+
+
+def read_native(reader: AvroReader, name: str, block: bytes) -> list[tuple[Any, ...]]:
+    """The rows of a Native block, read back by chdb, in the Python mapping's terms (timestamps as
+    epoch seconds: the legacy DateTime holds no milliseconds)."""
+    exprs = [f"toUnixTimestamp({c.name})" if c.kind in (Kind.TIMESTAMP, Kind.TIMESTAMP_OR_NULL) else c.name
+             for c in TABLES[name].columns]  # fmt: skip
+    with tempfile.NamedTemporaryFile(suffix=".native") as fh:
+        fh.write(block)
+        fh.flush()
+        result = reader.session.query(f"SELECT {', '.join(exprs)} FROM file('{fh.name}', 'Native')", "JSONCompact")
+    return [tuple(row) for row in json.loads(result.bytes())["data"]]
+
+
+def seconds(name: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Python-mapped rows as `read_native` returns them: epoch seconds, dates as JSON gives them."""
+    kinds = [c.kind for c in TABLES[name].columns]
+
+    def one(kind: Kind, v: Any) -> Any:
+        if v is None:
+            return None
+        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMP_OR_NULL):
+            return v // 1000
+        if kind is Kind.DATE:
+            return v.isoformat()
+        return v
+
+    return [tuple(one(k, v) for k, v in zip(kinds, row, strict=True)) for row in rows]
+
+
+@pytest.mark.parametrize("name", ["reports", "deliveries"])
+def test_a_native_block_holds_the_python_mappings_rows(outputs: Outputs, reader: AvroReader, name: str) -> None:
+    block = reader.native(TABLES[name], outputs[name], legacy_types(name))
+    assert read_native(reader, name, block) == seconds(name, python_rows(name, outputs[name]))
+
+
+def test_a_native_block_refuses_a_value_out_of_its_columns_range(outputs: Outputs, reader: AvroReader) -> None:
+    """Numbers are cast with accurateCast: 70000 does not fit UInt16, and is not wrapped to 4464."""
+    datum = schemas.decode(outputs["reports"][0], expected="lookthrough.TerminalRecord")[1]
+    bad = schemas.encode("lookthrough.TerminalRecord", {**datum, "public_port": 70000})
+    with pytest.raises(StoreError):
+        reader.native(TABLES["reports"], [outputs["reports"][1], bad], legacy_types("reports"))
 
 
 def test_arrays_from_their_flat_items() -> None:
@@ -238,6 +293,53 @@ def test_a_batch_the_layout_cannot_carry_is_decoded_in_python(outputs: Outputs) 
     assert stored[3][names.index("device_name")] == "a\0b"
 
 
+class NativeBackend(ColumnsBackend):
+    """A server-like backend that takes Native blocks; its first `refusals` blocks meet an altered
+    table (NativeMismatch)."""
+
+    def __init__(self, refusals: int = 0) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.asked = 0
+        self.blocks: list[tuple[str, NativeTypes, bytes, int]] = []
+
+    def native_types(self, table: Any) -> NativeTypes:
+        self.asked += 1
+        return legacy_types(table.name)
+
+    def insert_native(self, table: str, types: NativeTypes, block: bytes, rows: int, token: str | None) -> int:
+        if self.refusals:
+            self.refusals -= 1
+            raise NativeMismatch(f"{table}: the table's columns changed")
+        self.blocks.append((table, types, block, rows))
+        return rows
+
+
+def test_a_server_that_takes_native_blocks_gets_one_per_raw_part(outputs: Outputs, reader: AvroReader) -> None:
+    backend = NativeBackend()
+    stats = SinkStats()
+    store_reports(backend, list(outputs["reports"]), stats)
+    [(table, types, block, rows)] = backend.blocks
+    assert (table, types, rows, backend.inserted) == ("reports", legacy_types("reports"), len(outputs["reports"]), {})
+    assert read_native(reader, "reports", block) == seconds("reports", python_rows("reports", outputs["reports"]))
+
+
+def test_an_altered_table_gets_columns_and_its_types_are_asked_again(outputs: Outputs) -> None:
+    backend = NativeBackend(refusals=1)
+    storer = Storer(backend, Backoff(0.1, 0.1), SinkStats())
+    try:
+        for i in (0, 1):
+            values = list(outputs["reports"][i * 20 : i * 20 + 20])
+            batch = Batch(raw={"reports": values}, first={("t", 0): i * 20}, last={("t", 0): i * 20 + 19},
+                          records=20)  # fmt: skip
+            assert storer.store(batch, threading.Event(), retry=False)
+    finally:
+        storer.close()
+    stored = [tuple(as_python(v) for v in row) for row in backend.inserted["reports"]]
+    assert stored == python_rows("reports", outputs["reports"][:20])  # the refused batch, as columns
+    assert [rows for _, _, _, rows in backend.blocks] == [20] and backend.asked == 2
+
+
 class BlockingBackend(ColumnsBackend):
     """A server-like backend whose inserts wait until released."""
 
@@ -279,3 +381,4 @@ def test_small_helpers() -> None:
     # 2025-11-20 16:30 UTC is 00:30 on the 21st in China.
     assert china_date(int(dt.datetime(2025, 11, 20, 16, 30, tzinfo=dt.UTC).timestamp() * 1000)) == dt.date(2025, 11, 21)
     assert reporter_type("SHFE") == "EXCHANGE" and reporter_type("0101") == "FUTURES_COMPANY"
+
