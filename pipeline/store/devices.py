@@ -21,14 +21,15 @@ fingerprints back together, from the identifiers the store keeps beside each fin
 A device is named by its most complete fingerprint (the most identifiers; the smallest of equals),
 which stays its name when more partial observations join. The result depends only on the set of
 observations, never on their order. The `*_rows` functions turn the rows of `OBSERVATIONS_SQL`
-into the results of the `shared-devices` and `multi-device-investors` queries.
+into the results of the `shared-devices` and `multi-device-investors` queries; `link_days` links
+a period of days for the periodic reports, so that a period never counts more than its days.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +39,16 @@ from pipeline.store.backend import QueryResult
 # Every column of `reports` that holds a stable identifier of some terminal kind.
 IDENTIFIER_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(name for names in STABLE_IDS.values() for name in names))
 
-# One row per fingerprint and investor in the range: the fingerprint's identifiers (any() is exact:
-# the fingerprint is a hash of them) and the investor's reports from it. `{where}` is the filter.
+# A fingerprint's identifiers: any() is exact, the fingerprint is a hash of them.
+_ANY_IDENTIFIERS = ", ".join(f"any({c}) AS {c}" for c in IDENTIFIER_COLUMNS)
+
+# One row per fingerprint and investor in the range: the fingerprint's identifiers and the
+# investor's reports from it. `{where}` is the filter.
 OBSERVATIONS_SQL = f"""
 SELECT
     device_fingerprint,
     any(terminal_kind) AS terminal_kind,
-    {", ".join(f"any({c}) AS {c}" for c in IDENTIFIER_COLUMNS)},
+    {_ANY_IDENTIFIERS},
     broker_id,
     investor_id,
     count() AS reports,
@@ -53,6 +57,15 @@ SELECT
 FROM {{db}}.reports FINAL
 WHERE {{where}} AND device_fingerprint != ''
 GROUP BY device_fingerprint, broker_id, investor_id
+"""
+
+# One row per fingerprint of the reports that `{where}` selects: its identifiers, from `reports`
+# (kept as long as the exchanges' daily aggregates). No FINAL: a replayed row has the same values.
+IDENTIFIERS_SQL = f"""
+SELECT device_fingerprint, {_ANY_IDENTIFIERS}
+FROM {{db}}.reports
+WHERE {{where}} AND device_fingerprint != ''
+GROUP BY device_fingerprint
 """
 
 
@@ -102,9 +115,7 @@ def link(observations: Iterable[Observation]) -> dict[str, str]:
     A fingerprint given more than once keeps its first observation (a fingerprint is a hash of
     its identifiers, so every observation of it carries the same ones).
     """
-    by_fingerprint: dict[str, Observation] = {}
-    for o in observations:
-        by_fingerprint.setdefault(o.fingerprint, o)
+    by_fingerprint = _first_observations(observations)
     carriers: dict[tuple[str, str, str], list[Observation]] = defaultdict(list)
     for o in by_fingerprint.values():
         for name, value in o.identifiers.items():
@@ -114,17 +125,56 @@ def link(observations: Iterable[Observation]) -> dict[str, str]:
         if len(group) > 1 and _consistent(group):
             for o in group[1:]:
                 sets.union(group[0].fingerprint, o.fingerprint)
-    components: dict[str, list[Observation]] = defaultdict(list)
-    for o in by_fingerprint.values():
-        components[sets.find(o.fingerprint)].append(o)
     device: dict[str, str] = {}
-    for members in components.values():
+    for members in _components(sets, by_fingerprint.values()):
         if len(members) == 1 or not _consistent(members):
             device.update((o.fingerprint, o.fingerprint) for o in members)
-            continue
-        name = min(members, key=lambda o: (-len(o.identifiers), o.fingerprint)).fingerprint
-        device.update((o.fingerprint, name) for o in members)
+        else:
+            device.update(_named(members))
     return device
+
+
+def link_days(days: Iterable[Iterable[Observation]]) -> dict[str, str]:
+    """Fingerprint → device over a period, given the observations of each of its days.
+
+    Two fingerprints are one device when `link` makes them one over the whole period (a device
+    seen partially on Monday and completely on Tuesday is one device of the week) or over any one
+    of its days. The days' links are kept because a wider period may undo one (a value that
+    another device of the week turns out to carry links nothing there): with them, each day's
+    devices lie within the period's, so a period never counts more devices than its days
+    together. For a single day this is `link`; devices are named as by `link`.
+    """
+    per_day = [list(day) for day in days]
+    every = [o for day in per_day for o in day]
+    by_fingerprint = _first_observations(every)
+    sets = _UnionFind(by_fingerprint)
+    for found in (link(every), *(link(day) for day in per_day)):
+        for fingerprint, name in found.items():
+            sets.union(fingerprint, name)
+    device: dict[str, str] = {}
+    for members in _components(sets, by_fingerprint.values()):
+        device.update(_named(members))
+    return device
+
+
+def _first_observations(observations: Iterable[Observation]) -> dict[str, Observation]:
+    by_fingerprint: dict[str, Observation] = {}
+    for o in observations:
+        by_fingerprint.setdefault(o.fingerprint, o)
+    return by_fingerprint
+
+
+def _components(sets: _UnionFind, observations: Iterable[Observation]) -> list[list[Observation]]:
+    components: dict[str, list[Observation]] = defaultdict(list)
+    for o in observations:
+        components[sets.find(o.fingerprint)].append(o)
+    return list(components.values())
+
+
+def _named(members: list[Observation]) -> Iterator[tuple[str, str]]:
+    """(fingerprint, name) for one device: named by its most complete fingerprint, the smallest of equals."""
+    name = min(members, key=lambda o: (-len(o.identifiers), o.fingerprint)).fingerprint
+    return ((o.fingerprint, name) for o in members)
 
 
 def link_rows(result: QueryResult) -> dict[str, str]:

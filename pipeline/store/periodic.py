@@ -7,21 +7,28 @@ a 总计 at the end, and for weeks and months the change against the previous pe
 * additive, they add up over lines, groups and days: reports delivered to the exchange, relayed
   reports, reports carrying warnings, and rejects of the member's reports (a rejected report was
   never routed, so rejects count the member's rejects of the period, whatever the exchange);
-* distinct over the line's scope and the whole period: investors (trading codes) and devices
-  (fingerprints); a device shared across members counts once in 小计 and 总计, and a week counts
-  an investor once however many days they reported, so these are at most the sum of their parts;
+* distinct over the line's scope and the whole period: investors (trading codes) and devices;
+  a device shared across members counts once in 小计 and 总计, and a week counts an investor or
+  a device once however many days it was seen, so these are at most the sum of their parts;
 * the relay share, relayed / reports, recomputed at every level.
 
-Everything is read from `exchange_daily` (kept 20 years) and `dlq`; `build` returns plain data
-for the renderers in `pipeline.store.report_output`.
+Devices are physical devices, not fingerprints: the fingerprints delivered to the exchange in the
+period (`exchange_devices`) are linked over the exchange's whole period by the identifiers that
+`reports` keeps beside them (`pipeline.store.devices.link_days`), so a device reported with and
+without its BIOS serial counts once. Everything else is read from `exchange_daily` (its
+`devices` state counts fingerprints and is not read) and `dlq`; all of these are kept 20 years.
+`build` returns plain data for the renderers in `pipeline.store.report_output`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipeline.store.backend import Backend
+from pipeline.store.devices import IDENTIFIERS_SQL, Observation, link_days
 from pipeline.store.errors import StoreError
 from pipeline.store.periods import Period
 from pipeline.store.sqltext import literal
@@ -46,7 +53,8 @@ METRICS = (
 GROUPS = {"FUTURES_COMPANY": "期货公司", "EXCHANGE": "非期货公司会员"}
 NOTES = (
     "注: 报送数、中继报送数、告警报送数、拒收数按报送计, 可逐行、逐组、逐日相加; "
-    "投资者数按交易编码、设备数按设备指纹在本行范围和本期内去重, 故小计、总计及周、月数不大于各部分之和; "
+    "投资者数按交易编码、设备数按设备在本行范围和本期内去重 (同一设备因部分采集项缺失而有多个设备指纹的, "
+    "按相同的硬件标识关联为一台), 故小计、总计及周、月数不大于各部分之和; "
     "中继占比 = 中继报送数 / 报送数; 拒收的报送未经路由, 拒收数为该会员本期全部拒收。"
 )
 Figures = dict[str, float]
@@ -85,25 +93,80 @@ class PeriodicReport:
 _MERGED = """
     uniqExactMerge(reports) AS reports,
     uniqExactMerge(investors) AS investors,
-    uniqExactIfMerge(devices) AS devices,
     uniqExactIfMerge(relay_reports) AS relay_reports,
     uniqExactIfMerge(warned_reports) AS warned"""
 
 
+def _days(period: Period) -> str:
+    return f"trading_day >= {literal(period.start)} AND trading_day <= {literal(period.end)}"
+
+
 def _where(exchange: str, period: Period) -> str:
-    return (f"exchange = {literal(exchange)} AND trading_day >= {literal(period.start)} "
-            f"AND trading_day <= {literal(period.end)}")  # fmt: skip
+    return f"exchange = {literal(exchange)} AND {_days(period)}"
 
 
-def _figures(backend: Backend, exchange: str, period: Period, keys: tuple[str, ...]) -> dict[tuple[str, ...], Figures]:
+Scope = tuple[str, ...]  # (member, reporter type), (reporter type,) or () for the total
+
+
+def _figures(backend: Backend, exchange: str, period: Period, keys: Scope,
+             devices: Mapping[Scope, int]) -> dict[Scope, Figures]:  # fmt: skip
+    """exchange_daily's figures per value of `keys`, with the linked `devices` of that scope."""
     select = "".join(f"{k}, " for k in keys)
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
     sql = f"SELECT {select}{_MERGED} FROM {backend.database}.exchange_daily WHERE {_where(exchange, period)}{group}"
-    out: dict[tuple[str, ...], Figures] = {}
+    out: dict[Scope, Figures] = {}
     for row in backend.query(sql).dicts():
         key = tuple(str(row.pop(k)) for k in keys)
         out[key] = {k: float(v) for k, v in row.items()}
+        out[key]["devices"] = float(devices.get(key, 0))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Sighting:
+    """A fingerprint among a member's reports delivered to the exchange on one trading day."""
+
+    day: dt.date
+    member: str
+    reporter_type: str
+    fingerprint: str
+    terminal_kind: str
+
+
+def _sightings(backend: Backend, exchange: str, period: Period) -> list[_Sighting]:
+    sql = (f"SELECT DISTINCT trading_day, member_id, reporter_type, device_fingerprint, terminal_kind "
+           f"FROM {backend.database}.exchange_devices WHERE {_where(exchange, period)}")  # fmt: skip
+    return [_Sighting(day, str(m), str(r), str(fp), str(k)) for day, m, r, fp, k in backend.query(sql).rows]
+
+
+def _identifiers(backend: Backend, exchange: str, period: Period) -> dict[str, dict[str, str]]:
+    """Fingerprint → its identifier columns, for the fingerprints `_sightings` returns."""
+    db = backend.database
+    fingerprints = f"SELECT device_fingerprint FROM {db}.exchange_devices WHERE {_where(exchange, period)}"
+    # A delivered report is in `reports` under the same trading day: the period bounds the scan.
+    where = f"{_days(period)} AND device_fingerprint IN ({fingerprints})"
+    rows = backend.query(IDENTIFIERS_SQL.format(db=db, where=where)).dicts()
+    return {str(r["device_fingerprint"]): r for r in rows}
+
+
+def _devices(backend: Backend, exchange: str, period: Period) -> dict[Scope, int]:
+    """Devices per scope: the period's fingerprints for `exchange`, linked over all its members
+    and days (`link_days`), so a device counts once wherever and whenever it was seen.
+
+    A fingerprint whose reports are not in `reports` (none should be) has no identifiers, so it
+    is a device of its own, as `link` treats any observation that shares nothing.
+    """
+    sightings = _sightings(backend, exchange, period)
+    identifiers = _identifiers(backend, exchange, period)
+    days: dict[dt.date, list[Observation]] = defaultdict(list)
+    for s in sightings:
+        days[s.day].append(Observation.of(s.fingerprint, s.terminal_kind, identifiers.get(s.fingerprint, {})))
+    device = link_days(days.values())
+    scopes: dict[Scope, set[str]] = defaultdict(set)
+    for s in sightings:
+        for scope in ((s.member, s.reporter_type), (s.reporter_type,), ()):
+            scopes[scope].add(device[s.fingerprint])
+    return {scope: len(names) for scope, names in scopes.items()}
 
 
 def _rejects(backend: Backend, period: Period) -> dict[str, int]:
@@ -117,18 +180,18 @@ def _rejects(backend: Backend, period: Period) -> dict[str, int]:
 
 @dataclass
 class _PeriodData:
-    members: dict[tuple[str, ...], Figures]
-    groups: dict[tuple[str, ...], Figures]
+    members: dict[Scope, Figures]
+    groups: dict[Scope, Figures]
     total: Figures
     rejects: dict[str, int]
 
 
 def _load(backend: Backend, exchange: str, period: Period) -> _PeriodData:
-    total = _figures(backend, exchange, period, ()).get((), {})
+    devices = _devices(backend, exchange, period)
     return _PeriodData(
-        _figures(backend, exchange, period, ("member_id", "reporter_type")),
-        _figures(backend, exchange, period, ("reporter_type",)),
-        total,
+        _figures(backend, exchange, period, ("member_id", "reporter_type"), devices),
+        _figures(backend, exchange, period, ("reporter_type",), devices),
+        _figures(backend, exchange, period, (), devices).get((), {}),
         _rejects(backend, period),
     )
 

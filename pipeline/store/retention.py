@@ -31,6 +31,7 @@ class Rule:
 RULES = (
     Rule("reports", "month", "records", "{{ttl trading_day records}}"),
     Rule("exchange_daily", "month", "records", "{{ttl trading_day records}}"),
+    Rule("exchange_devices", "month", "records", "{{ttl trading_day records}}"),
     Rule("dlq", "month", "records", "{{ttl day records}}"),
     Rule("deliveries", "day", "deliveries", "{{ttl toDate(delivered_at) deliveries}}"),
     Rule("subscribers", "year", "subscribers", "{{ttl toDate(updated_at) subscribers}}"),

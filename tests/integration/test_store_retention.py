@@ -50,6 +50,9 @@ def test_retention_drops_expired_partitions_on_the_server(server_store: Backend)
     dead = [(d, "0101", "0101", "lt.ingress.0101", 0, i, "", "decode", "E101", "m", ms(d), "lt", b"", b"x")
             for i, d in enumerate([dt.date(2006, 1, 5), dt.date(2006, 4, 1), dt.date(2026, 3, 1)])]  # fmt: skip
     server_store.insert("dlq", DLQ_COLUMNS, [list(c) for c in zip(*dead, strict=True)], None)
+    db = server_store.database
+    server_store.execute(f"INSERT INTO {db}.exchange_devices SELECT 'SHFE', toDate('2006-01-05'), '0101', "
+                         f"'FUTURES_COMPANY', 'D0', 'WINDOWS'")  # fmt: skip
     policy = Retention(records=7305, deliveries=30, subscribers=7305)  # 20 years back from 2026-03-15: 2006-03-20
 
     actions = enforce(server_store, policy, today)
@@ -58,11 +61,13 @@ def test_retention_drops_expired_partitions_on_the_server(server_store: Backend)
         ("deliveries", "DROP PARTITION 20251231"),
         ("deliveries", "DROP PARTITION 20260212"),  # 31 days old; 2026-02-13 is exactly 30 and stays
         ("dlq", "DROP PARTITION 200601"),
+        ("exchange_devices", "DROP PARTITION 200601"),
     ]
-    db = server_store.database
     assert sorted(d for (d,) in server_store.query(f"SELECT trading_day FROM {db}.deliveries").rows) == [
         dt.date(2026, 2, 13), dt.date(2026, 3, 15)]  # fmt: skip
     assert sorted(d for (d,) in server_store.query(f"SELECT day FROM {db}.dlq").rows) == [
         dt.date(2006, 4, 1), dt.date(2026, 3, 1)]  # fmt: skip
+    # The periodic reports' device sightings outlive the deliveries they came from.
+    assert sorted(d for (d,) in server_store.query(f"SELECT trading_day FROM {db}.exchange_devices").rows) == days[::-1]
     assert plan(server_store, policy, today) == []
     assert plan(server_store, dataclasses.replace(policy, deliveries=400), today) == []

@@ -183,6 +183,54 @@ def test_a_device_never_holds_two_values_of_an_identifier(observations: list[Obs
     assert link(shuffled) == found
 
 
+# --- periods of days (the periodic reports) -------------------------------------------------
+
+
+def test_a_period_links_a_device_seen_partially_one_day_and_completely_another() -> None:
+    full = obs("WINDOWS", disk_serial="D1", cpu_serial="C1", bios_serial="B1")
+    no_bios = obs("WINDOWS", disk_serial="D1", cpu_serial="C1")
+    found = devices.link_days([[no_bios], [full]])
+    assert found == {no_bios.fingerprint: full.fingerprint, full.fingerprint: full.fingerprint}
+    assert devices.link_days([]) == {}
+
+
+def test_a_period_keeps_the_links_of_its_days() -> None:
+    """Monday links a CPU-only login to the one PC with that CPU serial; on Tuesday a second PC
+    with the same serial shows the value is not unique, so linking the week alone would split
+    Monday's device and the week would count three devices where its days count two."""
+    one = obs("WINDOWS", disk_serial="D1", cpu_serial="C1", bios_serial="B1")
+    cpu_only = obs("WINDOWS", cpu_serial="C1")
+    two = obs("WINDOWS", disk_serial="D2", cpu_serial="C1", bios_serial="B2")
+    monday, tuesday = [one, cpu_only], [two]
+    assert devices_of([*monday, *tuesday]) == sorted([same(one), same(cpu_only), same(two)], key=sorted)
+    found = devices.link_days([monday, tuesday])
+    assert found[cpu_only.fingerprint] == found[one.fingerprint] == one.fingerprint
+    assert found[two.fingerprint] == two.fingerprint
+
+
+def count(found: dict[str, str], fingerprints: set[str]) -> int:
+    return len({found[fp] for fp in fingerprints})
+
+
+@settings(max_examples=300, deadline=None)
+@given(colliding_observations(), st.randoms(use_true_random=False))
+def test_a_period_never_counts_more_devices_than_its_days(observations: list[Observation], rnd: random.Random) -> None:
+    days: list[list[Observation]] = [[] for _ in range(rnd.randint(1, 4))]
+    for o in observations:  # a fingerprint may be seen on several days
+        for day in rnd.sample(days, rnd.randint(1, len(days))):
+            day.append(o)
+    period = devices.link_days(days)
+    assert devices.link_days([observations]) == link(observations)  # one day: `link`
+    by_fp = {o.fingerprint: o for o in observations}
+    for fp, name in period.items():
+        assert period[name] == name and by_fp[name].terminal_kind == by_fp[fp].terminal_kind
+    subset = {o.fingerprint for o in rnd.sample(observations, len(observations) // 2)}  # a member's line
+    per_day = [link(day) for day in days]
+    assert count(period, subset) <= sum(count(d, subset & set(d)) for d in per_day)
+    for day in per_day:  # each day's devices lie within the period's
+        assert all(period[fp] == period[name] for fp, name in day.items())
+
+
 # --- the queries' Python step ---------------------------------------------------------------
 
 
