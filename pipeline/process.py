@@ -8,8 +8,8 @@ exactly one feedback record, plus either the accepted outputs or one dead letter
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from pipeline import schemas
@@ -34,6 +34,26 @@ class Output:
     topic: str
     key: bytes | None
     value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A record's first stage, done ahead of the others (`Processor.open`): the decoded record or
+    the RejectError decoding raised, and possibly a call that returns its plaintext (decrypted
+    elsewhere, `pipeline.ahead`) or raises the decryption's RejectError."""
+
+    decoded: decode.Decoded | None
+    error: RejectError | None = None
+    plaintext: Callable[[], bytes] | None = None
+
+    def with_plaintext(self, plaintext: Callable[[], bytes]) -> Opened:
+        return replace(self, plaintext=plaintext)
+
+    def decoded_or_raise(self) -> decode.Decoded:
+        if self.decoded is None:
+            assert self.error is not None, "an Opened holds a decoded record or its error"
+            raise self.error
+        return self.decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +98,26 @@ class Processor:
             "processed_at": now_ms,
         }
 
+    def open(self, topic: str, value: bytes | None) -> Opened:
+        """The decode stage alone, for `process(..., opened=)` later."""
+        try:
+            return Opened(decode.decode(value, self.settings.topics.reporter_of(topic)))
+        except RejectError as error:
+            return Opened(None, error)
+
     def accept(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, now_ms: int
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, now_ms: int,
+        opened: Opened | None = None,
     ) -> dict[str, Any]:
-        """Run the stages; return the enriched TerminalRecord dict or raise RejectError."""
+        """Run the stages (from `opened` on, if given); return the enriched TerminalRecord dict or
+        raise RejectError."""
         reporter = self.settings.topics.reporter_of(topic)
-        decoded = decode.decode(value, reporter)
+        decoded = decode.decode(value, reporter) if opened is None else opened.decoded_or_raise()
         line = decoded.line
-        plaintext = self.keyring.decrypt(line.vendor_id, line.key_version, line.terminal_info, now_ms)
+        if opened is not None and opened.plaintext is not None:
+            plaintext = opened.plaintext()
+        else:
+            plaintext = self.keyring.decrypt(line.vendor_id, line.key_version, line.terminal_info, now_ms)
         record = normalize.normalize(decoded.envelope, line, plaintext, self.normalize_settings)
         record["suite"] = blob_suite(line.terminal_info).label
         enrich.enrich(record, self.ref, self.enrich_settings)
@@ -96,12 +128,14 @@ class Processor:
         return record
 
     def process(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, now_ms: int
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, now_ms: int,
+        opened: Opened | None = None,
     ) -> Result:
+        """Every stage of one record (from `opened` on, if given: see `open`)."""
         topics = self.settings.topics
         reporter = topics.reporter_of(topic)
         try:
-            record = self.accept(topic, partition, offset, key, value, now_ms)
+            record = self.accept(topic, partition, offset, key, value, now_ms, opened)
         except RejectError as error:
             report_id, correction_of = _identity(value)
             original = value if value is not None else b""  # a tombstone on an ingress topic

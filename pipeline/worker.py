@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline import metrics
+from pipeline import ahead, metrics
 from pipeline.config import Settings
 from pipeline.process import Decrypting, Output, Processor
 from pipeline.refdata import ReferenceData
@@ -66,6 +66,7 @@ class Worker:
         self.sharing = SharingTable()
         self.sharing_follower = SharingFollower(settings, self.sharing)
         self.processor = Processor(settings, keyring, self.ref, self.sharing)
+        self.decrypt_pool = ahead.pool(settings.pipeline.decrypt_threads)
         self.consumer = Consumer({
             **base,
             "group.id": settings.kafka.group,
@@ -172,12 +173,18 @@ class Worker:
             self.delivery_errors.append(error.name())
 
     def handle(self, messages: list[Message]) -> None:
-        """Process consumed records in transactions of at most `batch_max_ms` of processing each."""
+        """Process consumed records in transactions of at most `batch_max_ms` of processing each,
+        their RSA blobs decrypted ahead on the decrypting threads (`pipeline.ahead`)."""
+        lookahead = None
+        if self.decrypt_pool is not None:
+            threads = self.settings.pipeline.decrypt_threads
+            lookahead = ahead.Lookahead(self.processor, messages, self.decrypt_pool, int(time.time() * 1000),
+                                        ahead=2 * threads * ahead.CHUNK)  # fmt: skip
         start = 0
         while start < len(messages):
-            start = self._transaction(messages, start)
+            start = self._transaction(messages, start, lookahead)
 
-    def _transaction(self, messages: list[Message], start: int) -> int:
+    def _transaction(self, messages: list[Message], start: int, lookahead: ahead.Lookahead | None = None) -> int:
         """Process records from `start` in one transaction and leave its commit in flight.
 
         Returns where the next transaction starts: the end, an earlier record once this one has
@@ -205,7 +212,9 @@ class Worker:
                 topic, partition, offset = _position(message)
                 reporter = self.settings.topics.reporter_of(topic)
                 self._ensure_feedback_topic(reporter)
-                result = self.processor.process(topic, partition, offset, message.key(), message.value(), now_ms)
+                opened = lookahead.opened(position - 1) if lookahead is not None else None
+                result = self.processor.process(topic, partition, offset, message.key(), message.value(), now_ms,
+                                                opened)  # fmt: skip
                 batch.records_in[topic] += 1
                 if result.code is not None:
                     batch.rejects[result.code] += 1
@@ -319,6 +328,8 @@ class Worker:
     def close(self) -> None:
         log.info("worker stopping", extra={"processed": self.processed})
         self.committer.shutdown(wait=True)  # a commit still in flight ends (either way) before we leave
+        if self.decrypt_pool is not None:
+            self.decrypt_pool.shutdown(wait=False, cancel_futures=True)  # decrypting ahead of an end: unneeded
         self.consumer.close()
         self.ref_follower.close()
         self.sharing_follower.close()

@@ -5,34 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from pipeline.config import ClickHouseSettings
-from pipeline.store.backend import Backend, connect
-from pipeline.store.migrations import migrate
+from pipeline.store.backend import Backend
 from pipeline.store.policy import Retention
 from pipeline.store.retention import enforce, plan
 from pipeline.store.tables import DELIVERY_COLUMNS, DLQ_COLUMNS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def server_store(clickhouse_settings: dict[str, Any]) -> Iterator[Backend]:
-    database = f"lt_test_{uuid.uuid4().hex[:10]}"
-    settings = ClickHouseSettings(host=clickhouse_settings["host"], port=clickhouse_settings["port"],
-                                  user=clickhouse_settings["user"], database=database)  # fmt: skip
-    backend = connect(settings)
-    try:
-        migrate(backend, Retention.from_settings(settings))
-        yield backend
-    finally:
-        backend.execute(f"DROP DATABASE IF EXISTS {settings.database}")
-        backend.close()
 
 
 def ms(day: dt.date) -> int:
