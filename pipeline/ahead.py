@@ -29,7 +29,8 @@ CHUNK = 16  # records decoded per step, and at most this many RSA blobs per task
 # A decrypting thread whose RSA operation has ended waits for the GIL until the worker's thread
 # lets it go, which a busy thread does only every switch interval: 5 ms by default, the time of
 # twenty RSA operations. At 0.2 ms the pool keeps decrypting; `bench pipeline` measured RSA at
-# 3,339-3,463 reports/s against 3,050-3,159 with the default (one worker, same runs).
+# 3,339-3,463 reports/s against 3,050-3,159 with the default (one worker, same runs). Set for the
+# whole process, but only once it has met an RSA blob: a worker that decrypts none keeps 5 ms.
 SWITCH_INTERVAL_S = 0.0002
 _RSA_BYTE = bytes([Suite.RSA])  # a blob's first byte names its suite
 
@@ -96,6 +97,8 @@ class Lookahead:
                 waiting.append(len(chunk))
             chunk.append(opened)
         if jobs:
+            if sys.getswitchinterval() > SWITCH_INTERVAL_S:  # once per process, at its first RSA blob
+                sys.setswitchinterval(SWITCH_INTERVAL_S)
             future = self.pool.submit(decrypt_all, self.processor.keyring, jobs, self.now_ms)
             for index, position in enumerate(waiting):
                 waiter = chunk[position]
@@ -105,10 +108,6 @@ class Lookahead:
 
 
 def pool(threads: int) -> ThreadPoolExecutor | None:
-    """The decrypting pool of a worker, or None (decrypt inline) for `threads` 0. Shortens the
-    interpreter's switch interval for the whole process (see SWITCH_INTERVAL_S)."""
-    if threads <= 0:
-        return None
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lt-decrypt")
+    """The decrypting pool of a worker, or None (decrypt inline) for `threads` 0."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lt-decrypt") if threads > 0 else None
 

@@ -6,12 +6,16 @@ pool's threads; and a record that fails to decrypt there is rejected with the sa
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.ahead import CHUNK, Lookahead
+import pytest
+
+from pipeline.ahead import CHUNK, SWITCH_INTERVAL_S, Lookahead
 from pipeline.crypto.suites import Suite
 from pipeline.errors import RejectError
 from pipeline.generate import PlanConfig, plan_reports
@@ -56,6 +60,14 @@ class CountingKeyring:
         return plaintext
 
 
+@pytest.fixture(autouse=True)
+def _switch_interval() -> Iterator[None]:
+    """Decrypting ahead shortens the interpreter's switch interval: restore it for other tests."""
+    interval = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(interval)
+
+
 def test_decrypting_ahead_gives_every_record_what_inline_processing_gives(kit: Kit) -> None:
     plans = list(plan_reports(kit.market, kit.keys, PlanConfig(reports=600, defect_rate=0.01, seed=11)))
     records: list[Any] = [Record(p.topic, p.value) for p in plans]
@@ -84,3 +96,4 @@ def test_decrypting_ahead_gives_every_record_what_inline_processing_gives(kit: K
     assert on_pool == {Suite.RSA} and Suite.RSA not in inline_suites and {Suite.X25519, Suite.SM4} <= inline_suites
     pool_rejects = {code for suite, pool_thread, code in counting.calls if pool_thread and code}
     assert pool_rejects & {"E202", "E204", "E205"}, "some RSA blob failed to decrypt on the pool"
+    assert sys.getswitchinterval() == SWITCH_INTERVAL_S
