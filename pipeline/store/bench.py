@@ -5,7 +5,8 @@ outputs for lt.reports, lt.exchange.* and lt.dlq are produced to topics under a 
 Then, `repeat` times, in the same run against the same server:
 - floor: the same rows, decoded and laid out as columns beforehand, inserted with
   clickhouse-driver's columnar `execute` in batches of the sink's size (into a fresh database);
-- sink: `sinks` sink processes (as `lookthrough store sink` runs, one interpreter each) reading
+- sink: `sinks` sink processes (as `lookthrough store sink` runs, one interpreter each; Native
+  blocks made by chdb where the server takes them, else Python columns) reading
   those topics from the beginning as one fresh consumer group, into another fresh database, from
   the first record any of them read to the last batch any of them stored; the stored rows (FINAL)
   are checked against what was produced. Several processes share the partitions, as the sink
@@ -52,6 +53,7 @@ class StoreFigures:
     sinks: int
     peak_rss_mb: float
     server: str
+    path: str  # how the sink's raw batches reach the server: Native blocks or Python columns
 
     @property
     def ratio(self) -> float:
@@ -226,6 +228,7 @@ def run(reports: int, repeat: int, batch_rows: int, python_decode: bool, sinks: 
     try:
         probe = connect(settings.clickhouse)
         server = f"ClickHouse {probe.capabilities.version} at {settings.clickhouse.host}:{settings.clickhouse.port}"
+        path = "native" if getattr(probe, "native_blocks", False) else "columns"
         columns = _floor_columns(outputs, probe)
         probe.close()
         del outputs
@@ -241,7 +244,7 @@ def run(reports: int, repeat: int, batch_rows: int, python_decode: bool, sinks: 
         peak = max(peaks)
     finally:
         _delete_topics(settings, prefix)
-    return StoreFigures(sum(expected.values()), batch_rows, floors, rates, python_sinks, sinks, peak, server)
+    return StoreFigures(sum(expected.values()), batch_rows, floors, rates, python_sinks, sinks, peak, server, path)
 
 
 def _produce(settings: Settings, prefix: str, outputs: list[tuple[str, bytes | None, bytes]]) -> None:
@@ -284,7 +287,7 @@ def report(f: StoreFigures) -> str:
         f"{f.server}; {f.rows} rows per run (reports, deliveries, dead letters), batches of {f.batch_rows}, "
         f"{len(f.floor_per_s)} runs, medians",
         f"  floor: clickhouse-driver columnar insert of prepared columns  {med(f.floor_per_s)} rows/s",
-        f"  sink ×{f.sinks}: Kafka → decode (in chdb) → clickhouse-driver        {med(f.sink_per_s)} rows/s"
+        f"  sink ×{f.sinks}: Kafka → chdb → clickhouse-driver ({f.path:7})        {med(f.sink_per_s)} rows/s"
         f"   {f.ratio:6.1%} of the floor",
     ]
     if f.python_sink_per_s:
