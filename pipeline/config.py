@@ -106,6 +106,9 @@ class PipelineSettings:
     time_skew_seconds: int = field(default_factory=lambda: limits().time_skew_seconds)
     sharing_max_investors: int = field(default_factory=lambda: limits().device_sharing_max_investors)
     sharing_window_seconds: int = field(default_factory=lambda: limits().device_sharing_window_seconds)
+    # A sharing key is deleted once idle this long past the window (`pipeline.sharing`), so a worker
+    # that lags behind the newest data by less still sees a whole window.
+    sharing_expiry_grace_seconds: int = 3_600
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class Worker:
         ensure_topics(self.admin, settings, output_topics(settings))
         self.ref = ReferenceData()
         self.ref_follower = ReferenceFollower(settings, self.ref)
-        self.sharing = SharingTable()
+        self.sharing = SharingTable.from_settings(settings.pipeline)
         self.sharing_follower = SharingFollower(settings, self.sharing)
         self.processor = Processor(settings, keyring, self.ref, self.sharing)
         self.decrypt_pool = ahead.pool(settings.pipeline.decrypt_threads)
@@ -236,7 +236,7 @@ class Worker:
                         break
             if held is not None and not self._open(held):
                 return len(messages)
-            for key, value in self.sharing.drain_changes():
+            for key, value in self.sharing.drain_changes():  # value None: an idle key's tombstone
                 self._produce(self.settings.topics.sharing_state, key.encode(), value)
         except KafkaException as exc:
             self._recover(exc)
@@ -257,7 +257,7 @@ class Worker:
             self._produce(out.topic, out.key, out.value)
         return True
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         while True:
             try:
                 self.producer.produce(topic, value, key=key)  # failures: `on_delivery` in the config

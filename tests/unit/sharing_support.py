@@ -1,10 +1,12 @@
-"""Windows logins of hand-built reports through a Processor, for the W409 tests."""
+"""Windows logins of hand-built reports through a Processor, and a sharing table's changelog, for the W409 tests."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pipeline.process import Processor, Result
+from pipeline.sharing import SharingTable
 
 BIOS_BIT, DISK_BIT = 1 << 8, 1 << 6  # profile §5: PC item bits 6 disk_serial, 8 bios_serial
 
@@ -23,3 +25,10 @@ def windows_login(kit: Any, proc: Processor, i: int, who: int, values: dict[str,
     result = proc.process(kit.topic(inv), 0, i, inv.investor_id.encode(), value, 1_763_600_405_000)
     assert (result.code, set(result.warnings) - {"W409"}) == (None, set()), result
     return result
+
+
+def drained(table: SharingTable) -> dict[str, dict[str, int] | None]:
+    """The table's changelog records for one transaction, decoded (None: a tombstone), and committed."""
+    out = {key: None if value is None else json.loads(value) for key, value in table.drain_changes()}
+    table.confirm_changes()
+    return out
