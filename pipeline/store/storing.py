@@ -6,10 +6,11 @@ server backend, its raw values in a private chdb (`pipeline.store.avrosql`, star
 (`NativeInserting`), else into Python columns; the embedded backend decodes raw values inside its
 own INSERT. Then one insert per part, one insert at a time (a client is not shared between
 threads), skipping parts a previous attempt stored. A Native block refused because its table was
-altered since its types were asked (NativeMismatch) is inserted as columns instead. While the store is unavailable it retries with exponential back-off and
-jitter, until it succeeds (True), or is told to give up: `abandon` set, `running` cleared, or
-`retry` off (False). Other StoreErrors propagate. A batch ClickHouse cannot read is decoded record
-by record in Python, so only a malformed record is skipped (logged, counted), never the batch.
+altered since its types were asked (NativeMismatch) is inserted as columns instead. While the
+store is unavailable it retries with exponential back-off and jitter, until it succeeds (True),
+or is told to give up: `abandon` set, `running` cleared, or `retry` off (False). Other
+StoreErrors propagate. A batch ClickHouse cannot read is decoded record by record in Python, so
+only a malformed record is skipped (logged, counted), never the batch.
 """
 
 from __future__ import annotations

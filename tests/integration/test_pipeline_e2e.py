@@ -189,9 +189,17 @@ def test_metrics_and_subscribe_resume(kafka_bootstrap: str, small_market: tuple[
         ns.start_worker("sub")
         localrun.feed(ns.settings, market_dir / "ingress.jsonl")
         localrun.wait_drained(ns.settings, len(truth), timeout=180)
-        scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-        samples = _samples(scraped)
-        assert sum(v for (name, _), v in samples.items() if name == "lt_records_in_total") == len(truth)
+        # The counters move when the worker settles a commit, which it does on its next idle poll
+        # (up to 0.2 s after the outputs became visible): scrape until they have, or 10 s passed.
+        deadline = time.monotonic() + 10
+        while True:
+            scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            samples = _samples(scraped)
+            counted = sum(v for (name, _), v in samples.items() if name == "lt_records_in_total")
+            if counted == len(truth) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert counted == len(truth)
         rejects = Counter(t["code"] for t in truth if t["outcome"] == "rejected")
         assert {label: int(v) for (name, label), v in samples.items() if name == "lt_rejects_total"} == rejects
         planted = Counter(w for t in truth if t["outcome"] == "accepted" for w in t["warnings"])
