@@ -287,7 +287,7 @@ def report(f: StoreFigures) -> str:
         f"{f.server}; {f.rows} rows per run (reports, deliveries, dead letters), batches of {f.batch_rows}, "
         f"{len(f.floor_per_s)} runs, medians",
         f"  floor: clickhouse-driver columnar insert of prepared columns  {med(f.floor_per_s)} rows/s",
-        f"  sink ×{f.sinks}: Kafka → chdb → clickhouse-driver ({f.path:7})        {med(f.sink_per_s)} rows/s"
+        f"  sink ×{f.sinks}: Kafka → chdb → clickhouse-driver, {f.path:7}        {med(f.sink_per_s)} rows/s"
         f"   {f.ratio:6.1%} of the floor",
     ]
     if f.python_sink_per_s:
@@ -295,5 +295,8 @@ def report(f: StoreFigures) -> str:
         lines.append(f"  sink, decoding in Python (fastavro path)                   {med(f.python_sink_per_s)} rows/s"
                      f"   {ratio:6.1%} of the floor")  # fmt: skip
     lines.append(f"  runs: floor {[round(x) for x in f.floor_per_s]}, sink {[round(x) for x in f.sink_per_s]}")
+    paired = [sink / floor for sink, floor in zip(f.sink_per_s, f.floor_per_s, strict=True)]
+    lines.append(f"  sink/floor run by run (each sink run follows its floor run): "
+                 f"{', '.join(f'{r:.0%}' for r in paired)}; median {statistics.median(paired):.1%}")  # fmt: skip
     lines.append(f"  peak RSS of a sink process: {f.peak_rss_mb:.0f} MB (batches of {f.batch_rows} records)")
     return "\n".join(lines)
