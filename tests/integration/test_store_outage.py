@@ -3,9 +3,8 @@
 The test starts its own ClickHouse server (infra/clickhouse/start on free ports under a private
 LT_RUN_DIR), so stopping it cannot disturb anyone else's server. A `lookthrough store sink`
 process stores a namespace's topics while records keep arriving; the server is stopped with
-infra/clickhouse/stop for OUTAGE_S seconds and started again. The issue asks for 60 s; the
-default here is 15 s to keep the suite fast; the mechanism does not depend on the length (the
-sink retries with capped back-off, set to 2 s here): LT_TEST_STORE_OUTAGE_S=60 runs the full one.
+infra/clickhouse/stop for OUTAGE_S seconds (60, as the issue asks; LT_TEST_STORE_OUTAGE_S sets
+another length) and started again. The sink retries with capped back-off, set to 2 s here.
 
 Expected rows are the records produced (pipeline outputs computed in this process with the
 project's `Processor`, exactly what workers would produce), never what the store says.
@@ -36,7 +35,7 @@ from .pipeline_support import free_ports, namespace
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTAGE_S = float(os.environ.get("LT_TEST_STORE_OUTAGE_S", "15"))
+OUTAGE_S = float(os.environ.get("LT_TEST_STORE_OUTAGE_S", "60"))
 REPORTS = 3000
 PRODUCE_S = OUTAGE_S + 14  # records keep arriving before, during and after the outage
 
