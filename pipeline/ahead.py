@@ -4,7 +4,8 @@ An RSA-OAEP unwrap costs about 250 µs, against about 80 µs for every other sta
 together, and `cryptography` runs it without holding the GIL. So while the worker's thread runs
 the stages of record i, a small pool decrypts the RSA blobs of the records after it, and one
 worker process uses a second core for the one stage that can use it. The other suites decrypt in
-tens of microseconds, less than handing them over would cost, so they stay inline.
+tens of microseconds, less than handing them over would cost, and an X25519 exchange holds the GIL
+(two threads run it no faster than one), so they stay inline.
 
 `Lookahead(processor, messages, pool)` opens a consumed batch in order. `opened(i)` returns
 record i's `Opened`: before that, it decodes the records up to `i + ahead` in chunks, on this
