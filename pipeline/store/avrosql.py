@@ -112,9 +112,16 @@ def select_sql(table: Table, path: Path, *, timestamps: bool) -> str:
         f"fromUnixTimestamp64Milli({sql}, 'UTC')" if timestamps and c.kind is Kind.TIMESTAMP else sql
         for c, sql in zip(table.columns, table.sql, strict=True)
     ]
-    # The schema cache is keyed by path, and our paths are reused for other batches.
-    return (f"SELECT {', '.join(exprs)} FROM file({quote(str(path))}, 'Avro') "
-            f"SETTINGS schema_inference_use_cache_for_file = 0, max_threads = 1")  # fmt: skip
+    return f"SELECT {', '.join(exprs)} FROM {_avro(path)} SETTINGS {_READ_SETTINGS}"
+
+
+def _avro(path: Path) -> str:
+    return f"file({quote(str(path))}, 'Avro')"
+
+
+# The schema cache is keyed by path, and our paths are reused for other batches. One thread: every
+# aggregate of `columns_sql` sees the rows in the same order, so its columns line up.
+_READ_SETTINGS = "schema_inference_use_cache_for_file = 0, max_threads = 1"
 
 
 class Scratch:
@@ -152,22 +159,23 @@ class AvroReader:
             with contextlib.suppress(StoreError):  # then the first batch pays, as it would anyway
                 self.columns(table, [])
 
-    def columns(self, table: Table, values: Sequence[bytes]) -> list[list[Any]]:
+    def _read(self, table: Table, values: Sequence[bytes], sql: Callable[[Path], str], fmt: str) -> bytes:
+        """The output (in `fmt`) of the query `sql(path)` over the batch written at `path`."""
         with Scratch(table.record, values) as path:
             try:
-                data = self.session.query(columns_sql(table, path), "RowBinary").bytes()
+                data: bytes = self.session.query(sql(path), fmt).bytes()
             except Exception as exc:  # ChdbError carries ClickHouse's message
                 raise StoreError(f"chdb cannot read the {table.record} batch: {first_line(exc)}") from exc
+        return data
+
+    def columns(self, table: Table, values: Sequence[bytes]) -> list[list[Any]]:
+        data = self._read(table, values, lambda path: columns_sql(table, path), "RowBinary")
         with _collector_paused():
             return _Reader(data).columns(table, len(values))
 
     def native(self, table: Table, values: Sequence[bytes], types: NativeTypes) -> bytes:
         """The batch as one Native block of `types` (the server's (name, type) of `table.columns`)."""
-        with Scratch(table.record, values) as path:
-            try:
-                block: bytes = self.session.query(native_sql(table, path, types), "Native").bytes()
-            except Exception as exc:  # ChdbError carries ClickHouse's message
-                raise StoreError(f"chdb cannot read the {table.record} batch: {first_line(exc)}") from exc
+        block = self._read(table, values, lambda path: native_sql(table, path, types), "Native")
         reader = _Reader(block)
         shape = (reader.varint(), reader.varint()) if block else (len(types), 0)
         if shape != (len(types), len(values)):
@@ -205,8 +213,8 @@ def native_sql(table: Table, path: Path, types: NativeTypes) -> str:
         for i, (c, (name, server_type)) in enumerate(zip(table.columns, types, strict=True))
     )
     # One block: max_block_size above any batch (the caller checks the row count anyway).
-    return (f"SELECT {outer} FROM (SELECT {inner} FROM file({quote(str(path))}, 'Avro')) "
-            f"SETTINGS schema_inference_use_cache_for_file = 0, max_threads = 1, max_block_size = 4194304")  # fmt: skip
+    settings = f"{_READ_SETTINGS}, max_block_size = 4194304"
+    return f"SELECT {outer} FROM (SELECT {inner} FROM {_avro(path)}) SETTINGS {settings}"
 
 
 # How each kind travels from chdb: the aggregate expressions over a column's SQL, and how Python
@@ -237,9 +245,7 @@ def columns_sql(table: Table, path: Path) -> str:
     if table.sql is None:
         raise StoreError(f"table {table.name} has no SQL mapping")
     aggregates = [a for c, sql in zip(table.columns, table.sql, strict=True) for a in _aggregates(c.kind, sql)]
-    # One thread: every groupArray sees the rows in the same order, so the columns line up.
-    return (f"SELECT count(), {', '.join(aggregates)} FROM file({quote(str(path))}, 'Avro') "
-            f"SETTINGS schema_inference_use_cache_for_file = 0, max_threads = 1")  # fmt: skip
+    return f"SELECT count(), {', '.join(aggregates)} FROM {_avro(path)} SETTINGS {_READ_SETTINGS}"
 
 
 _pause_lock = threading.Lock()
