@@ -56,9 +56,10 @@ class KafkaSettings:
     bootstrap: str = "127.0.0.1:19092"
     group: str = "lookthrough-pipeline"
     partitions: int = 2
-    # A reporter's feedback is small and read by that reporter alone; one partition keeps the
-    # partitions each transaction touches from growing with reporters × partitions.
-    feedback_partitions: int = 1
+    # 0: as many as `partitions`. A worker writes a reporter's feedback to the partition that
+    # follows the report's ingress partition (`pipeline.worker`), so each transaction touches one
+    # feedback partition per reporter whatever the count, and workers do not share them.
+    feedback_partitions: int = 0
     replication_factor: int = 1
     exchange_retention_ms: int = 30 * 86_400_000
     security_protocol: str = "PLAINTEXT"

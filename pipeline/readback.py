@@ -54,8 +54,18 @@ def read_all(
     client: Mapping[str, Any], topics: Iterable[str], *, decode: bool = True, timeout: float = 60.0
 ) -> dict[str, list[tuple[bytes | None, Any]]]:
     """Every committed record of `topics` as (key, value), value decoded unless `decode` is False."""
+    return {
+        topic: [(key, value) for _, key, value in records]
+        for topic, records in read_placed(client, topics, decode=decode, timeout=timeout).items()
+    }
+
+
+def read_placed(
+    client: Mapping[str, Any], topics: Iterable[str], *, decode: bool = True, timeout: float = 60.0
+) -> dict[str, list[tuple[int, bytes | None, Any]]]:
+    """As `read_all`, each record as (partition, key, value): where it was written, in partition order."""
     consumer = _consumer(client)
-    out: dict[str, list[tuple[bytes | None, Any]]] = {}
+    out: dict[str, list[tuple[int, bytes | None, Any]]] = {}
     try:
         metadata = consumer.list_topics(timeout=10).topics
         partitions = [
@@ -75,7 +85,7 @@ def read_all(
                     continue
                 raw = message.value()
                 value: Any = schemas.decode(raw)[1] if decode and raw is not None else raw
-                out[str(message.topic())].append((message.key(), value))
+                out[str(message.topic())].append((int(message.partition() or 0), message.key(), value))
             # Control records (transaction markers) take offsets, so compare positions, not counts.
             for tp in consumer.position([TopicPartition(t, p) for t, p in pending]):
                 if tp.offset >= ends[(tp.topic, tp.partition)]:

@@ -47,7 +47,8 @@ def ingress_topic(settings: Settings, reporter: str) -> TopicSpec:
 
 
 def feedback_topic(settings: Settings, reporter: str) -> TopicSpec:
-    return TopicSpec(settings.topics.feedback(reporter), settings.kafka.feedback_partitions, {})
+    k = settings.kafka
+    return TopicSpec(settings.topics.feedback(reporter), k.feedback_partitions or k.partitions, {})
 
 
 def ensure_topics(admin: AdminClient, settings: Settings, specs: Iterable[TopicSpec]) -> list[str]:

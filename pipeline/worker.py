@@ -7,6 +7,16 @@ consumer's group metadata, so a zombie worker is fenced). A crash at any point e
 commits the whole batch or none of it; read_committed readers see each report once.
 Per-investor order holds because the ingress key is the investor ID.
 
+Outputs follow their input's partition: a record consumed from ingress partition p writes every
+output to partition p mod n of its topic (n: that topic's partitions), the changelog of the
+device-sharing state excepted (it is compacted, so keyed). One investor's records all come from
+one ingress partition, so they keep their order on every output topic; and workers that own
+different ingress partitions (the range assignor gives each worker the same partition numbers of
+every ingress topic) write different output partitions. That keeps each transaction to a share of
+the output partitions, which is what its flush, commit and broker cost grow with, and keeps one
+worker's open transaction from holding back another's committed records from read_committed
+readers (a partition's readers wait for every transaction open on it).
+
 Batches are pipelined: while one transaction is being flushed and committed (a thread that
 mostly waits on the broker), the next batch is consumed and processed. Its outputs are held
 until the previous commit has succeeded, then its transaction opens and every further output
@@ -40,6 +50,7 @@ from pipeline.sharing import SharingFollower, SharingTable
 from pipeline.topics import ensure_topics, feedback_topic, output_topics
 
 log = logging.getLogger(__name__)
+PARTITION_ANY = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the partitioner picks by key
 
 
 @dataclass
@@ -74,6 +85,9 @@ class Worker:
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
             "topic.metadata.refresh.interval.ms": 3000,
+            # Each worker gets the same partition numbers of every ingress topic, so the output
+            # partitions that follow them (see the module docstring) differ between workers.
+            "partition.assignment.strategy": "range",
         })
         self.producer = Producer({
             **base,
@@ -95,6 +109,7 @@ class Worker:
         self.in_flight: tuple[Future[None], Batch] | None = None
         self.transaction_open = False
         self.known_reporters: set[str] = set()
+        self.partition_counts: dict[str, int] = {}  # output topic → partitions (`_output_partition`)
         self.delivery_errors: list[str] = []
         self.counters = metrics.LabelCache()
         self.running = True
@@ -106,6 +121,8 @@ class Worker:
     def start(self) -> None:
         """Load reference data and device-sharing state, then join the consumer group."""
         self.producer.init_transactions(30)
+        for spec in output_topics(self.settings):
+            self._partition_count(spec.name)
         applied = self.ref_follower.catch_up()
         self.sharing_follower.poll(timeout=1.0)
         pattern = "^" + re.escape(self.settings.topics.ingress_prefix) + ".+"
@@ -148,7 +165,10 @@ class Worker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Create feedback topics of newly seen reporters before any of their records is processed."""
         for reporter in {self.settings.topics.reporter_of(tp.topic) for tp in partitions}:
-            self._ensure_feedback_topic(reporter)
+            try:
+                self._ensure_feedback_topic(reporter)
+            except KafkaException as exc:  # tried again before the reporter's first record
+                log.warning("feedback topic not ready", extra={"kafka_error": exc.args[0].name()})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Let the commit in flight end before the partitions go to another worker."""
@@ -160,12 +180,7 @@ class Worker:
         spec = feedback_topic(self.settings, reporter)
         ensure_topics(self.admin, self.settings, [spec])
         # Make the producer learn the new topic now, not in the middle of a transaction.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            topic = self.producer.list_topics(spec.name, timeout=5).topics.get(spec.name)
-            if topic is not None and topic.error is None and topic.partitions:
-                break
-            time.sleep(0.1)
+        self._partition_count(spec.name)
         self.known_reporters.add(reporter)
 
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
@@ -192,7 +207,8 @@ class Worker:
         the end after an abort (the consumer was rewound; the rest comes again).
         """
         batch = Batch(size=0)
-        held: list[Output] | None = []  # outputs waiting for the previous commit; None once ours is open
+        held: list[tuple[Output, int]] | None = []  # (output, partition) waiting for the previous commit;
+        # None once this transaction is open
         now_ms = int(time.time() * 1000)
         deadline = time.perf_counter() + self.settings.pipeline.batch_max_ms / 1000
         position = start
@@ -224,14 +240,14 @@ class Worker:
                     batch.records_out[out.topic] += 1
                 batch.offsets[(topic, partition)] = offset + 1
                 if held is not None:
-                    held += result.outputs
+                    held += [(out, self._output_partition(out.topic, partition)) for out in result.outputs]
                     if self.in_flight is None or self.in_flight[0].done():
                         if not self._open(held):
                             return len(messages)  # the previous batch aborted; this one was rewound with it
                         held = None
                 else:
                     for out in result.outputs:
-                        self._produce(out.topic, out.key, out.value)
+                        self._produce(out.topic, out.key, out.value, self._output_partition(out.topic, partition))
                     if time.perf_counter() > deadline:
                         break
             if held is not None and not self._open(held):
@@ -246,21 +262,39 @@ class Worker:
         self.in_flight = (self.committer.submit(self._commit, offsets, metadata), batch)
         return position
 
-    def _open(self, held: list[Output]) -> bool:
+    def _open(self, held: list[tuple[Output, int]]) -> bool:
         """Once the previous commit has ended, begin this transaction and produce what was held
         for it; False if that commit failed (everything since was rewound)."""
         if not self.finish_commit():
             return False
         self.producer.begin_transaction()
         self.transaction_open = True
-        for out in held:
-            self._produce(out.topic, out.key, out.value)
+        for out, partition in held:
+            self._produce(out.topic, out.key, out.value, partition)
         return True
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def _output_partition(self, topic: str, ingress_partition: int) -> int:
+        """The partition of `topic` that outputs of `ingress_partition` go to (module docstring)."""
+        count = self.partition_counts.get(topic)
+        return ingress_partition % (count or self._partition_count(topic))
+
+    def _partition_count(self, topic: str) -> int:
+        """How many partitions `topic` has, as the producer's metadata says (read once per topic)."""
+        deadline = time.monotonic() + 30
+        while True:
+            metadata = self.producer.list_topics(topic, timeout=5).topics.get(topic)
+            if metadata is not None and metadata.error is None and metadata.partitions:
+                self.partition_counts[topic] = len(metadata.partitions)
+                return len(metadata.partitions)
+            if time.monotonic() > deadline:  # retriable: the batch is aborted and consumed again
+                raise KafkaException(KafkaError(KafkaError._UNKNOWN_TOPIC, f"no metadata for {topic}", retriable=True))
+            time.sleep(0.1)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int = PARTITION_ANY) -> None:
         while True:
             try:
-                self.producer.produce(topic, value, key=key)  # failures: `on_delivery` in the config
+                # failures: `on_delivery` in the config
+                self.producer.produce(topic, value, key=key, partition=partition)
                 return
             except BufferError:
                 self.producer.poll(0.05)

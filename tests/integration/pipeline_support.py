@@ -3,6 +3,7 @@ the generated market, workers as real subprocesses, and the ground-truth compari
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,8 +19,9 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
-from pipeline import localrun, readback, refstore
+from pipeline import localrun, readback, refstore, schemas
 from pipeline.config import Settings
+from pipeline.errors import RejectError
 from pipeline.topics import ensure_topics, output_topics
 
 
@@ -159,3 +161,35 @@ def assert_exactly_once(outputs: Outputs, truth: list[dict[str, Any]]) -> None:
     assert sorted(d["error_code"] for d in outputs.dlq) == sorted(t["code"] for t in rejected)
     assert len(truth) == len(outputs.reports) + len(outputs.dlq), "in = delivered + rejected"
     assert len(outputs.feedback) == len(truth), "one feedback record per report"
+
+
+def assert_outputs_follow_ingress(settings: Settings) -> None:
+    """Every output of a report is on partition p mod n of its topic, where p is the partition its
+    ingress record was read from (found by reading the ingress topics back) and n the topic's
+    partition count: the placement `pipeline.worker` promises, which keeps per-investor order."""
+    client = settings.kafka.client_config()
+    t = settings.topics
+    by_id: dict[str, set[int]] = {}
+    by_bytes: dict[bytes, set[int]] = {}
+    for records in readback.read_placed(client, readback.topics_matching(client, t.ingress_prefix),
+                                        decode=False).values():  # fmt: skip
+        for partition, _, raw in records:
+            by_bytes.setdefault(raw, set()).add(partition)
+            # Not decodable (E101): placed by its bytes, or by the position naming its feedback.
+            with contextlib.suppress(RejectError):
+                by_id.setdefault(schemas.decode(raw)[1]["report_id"], set()).add(partition)
+    topics = [t.reports, t.dlq, *readback.topics_matching(client, t.exchange_prefix),
+              *readback.topics_matching(client, t.feedback_prefix)]  # fmt: skip
+    counts = {name: len(AdminClient(client).list_topics(name, timeout=10).topics[name].partitions) for name in topics}
+    checked = 0
+    for topic, records in readback.read_placed(client, topics).items():
+        for partition, _, value in records:
+            if topic == t.dlq:
+                origins = by_bytes[value["original_value"]]
+            elif value["report_id"] in by_id:
+                origins = by_id[value["report_id"]]
+            else:  # feedback on an undecodable record, named "topic/partition/offset"
+                origins = {int(value["report_id"].rsplit("/", 2)[1])}
+            assert partition in {p % counts[topic] for p in origins}, (topic, partition, origins)
+            checked += 1
+    assert checked > 0

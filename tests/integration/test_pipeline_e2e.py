@@ -17,7 +17,15 @@ import pytest
 from pipeline import localrun, refstore
 from pipeline.commands.generate import generate_market
 
-from .pipeline_support import assert_exactly_once, free_ports, load_reference, load_truth, namespace, read_outputs
+from .pipeline_support import (
+    assert_exactly_once,
+    assert_outputs_follow_ingress,
+    free_ports,
+    load_reference,
+    load_truth,
+    namespace,
+    read_outputs,
+)
 
 ALL_CODES = {
     "E101", "E102", "E103", "E104", "E105", "E201", "E202", "E203", "E204", "E205",
@@ -45,6 +53,7 @@ def test_generated_market_matches_ground_truth(kafka_bootstrap: str, market: tup
         localrun.wait_drained(ns.settings, len(truth), timeout=300)
         assert ns.stop_workers() == [0, 0], ns.worker_logs()[-2000:]
         outputs = read_outputs(ns.settings)
+        assert_outputs_follow_ingress(ns.settings)
 
     assert_exactly_once(outputs, truth)
 
