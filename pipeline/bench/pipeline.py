@@ -3,8 +3,8 @@
 Per suite and number of workers N, on clean generated reports, with every floor at the same
 parallelism as the pipeline (N processes):
 - pipeline: N `lookthrough run` worker processes join one consumer group; once it is stable,
-  the reports are fed, and the rate is that of the backlog left when feeding ended, up to the
-  last committed offset;
+  a warm-up share of reports goes through them untimed, then the measured reports are fed, and
+  the rate is that of the backlog left when feeding ended, up to the last committed offset;
 - Kafka floor (workers stopped): N processes, each with every Nth ingress partition, consume
   the same bytes and produce them again, in transactions of the same size, no processing;
 - crypto floor: `Keyring.decrypt` of the same blobs in N processes;
@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import re
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -43,6 +44,9 @@ from pipeline.crypto.keyring import Keyring
 from pipeline.reporter import PRODUCER_DEFAULTS
 from pipeline.schemas import decode
 from pipeline.topics import TopicSpec, ensure_topics, ingress_topic, output_topics
+
+# Reports fed through the workers, untimed, before the throughput phase (at most half its count).
+WARMUP_RECORDS = 10_000
 
 
 @dataclass
@@ -188,6 +192,15 @@ def _wait_stable(admin: AdminClient, group: str, members: int, timeout: float = 
     raise RuntimeError(f"consumer group {group} did not become stable with {members} members")
 
 
+def _wait_committed(committed: _Committed, count: int, workers: list[subprocess.Popen[bytes]], log: str) -> None:
+    """Until the workers' group has committed `count` ingress records; raises if a worker exits."""
+    while committed.total() < count:
+        time.sleep(0.1)
+        for worker in workers:
+            if worker.poll() is not None:
+                raise RuntimeError(f"a worker exited with {worker.returncode}; see {log}")
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -288,11 +301,14 @@ def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, flo
 
 def measure_suite(suite: str, workers: int, records: int, latency_records: int, workdir: Path) -> PipelineFigures:
     market = workdir / f"{suite}-{workers}"
-    # One market (one keyring) for both phases: the throughput part, then the latency part.
-    summary = generate_market(market, reports=records + latency_records, seed=5, defect_rate=0.0, suites=(suite,))
+    warmup = min(WARMUP_RECORDS, records // 2)
+    # One market (one keyring) for every phase: warm-up, throughput, latency, in event-time order.
+    summary = generate_market(market, reports=warmup + records + latency_records, seed=5, defect_rate=0.0,
+                              suites=(suite,))  # fmt: skip
     lines = (market / "ingress.jsonl").read_text().splitlines(keepends=True)
-    (market / "throughput.jsonl").write_text("".join(lines[:records]))
-    (market / "latency.jsonl").write_text("".join(lines[records:]))
+    (market / "warmup.jsonl").write_text("".join(lines[:warmup]))
+    (market / "throughput.jsonl").write_text("".join(lines[warmup : warmup + records]))
+    (market / "latency.jsonl").write_text("".join(lines[warmup + records :]))
     base = Settings.from_env()
     prefix = f"bench-{uuid.uuid4().hex[:6]}."
     env = localrun.isolated_env(prefix, base.kafka.bootstrap)
@@ -313,18 +329,17 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
         # All N workers share the partitions before the backlog arrives; the rate is measured
         # from the end of feeding, so the feeder's own work is left out too.
         _wait_stable(admin, settings.kafka.group, workers)
-        total = localrun.feed(settings, market / "throughput.jsonl")
+        # Untimed: the broker's JIT compiles its produce, fetch and transaction paths during the
+        # first tens of thousands of records (on a fresh broker, more CPU than the requests
+        # themselves), and the workers fill their caches and sharing state.
+        warmed = localrun.feed(settings, market / "warmup.jsonl")
+        _wait_committed(committed, warmed, procs, log.name)
+        total = warmed + localrun.feed(settings, market / "throughput.jsonl")
         first_seen, first_count = time.perf_counter(), committed.total()
         first_cpu = sum(_cpu_seconds(w.pid) for w in procs)
         broker = _local_broker_pid()
         first_broker_cpu = _cpu_seconds(broker) if broker else 0.0
-        done = first_count
-        while done < total:
-            time.sleep(0.1)
-            done = committed.total()
-            for worker in procs:
-                if worker.poll() is not None:
-                    raise RuntimeError(f"a worker exited with {worker.returncode}; see {log.name}")
+        _wait_committed(committed, total, procs, log.name)
         pipeline_rate = (total - first_count) / max(time.perf_counter() - first_seen, 1e-9)
         measured = max(total - first_count, 1)
         cpu_us = (sum(_cpu_seconds(w.pid) for w in procs) - first_cpu) / measured * 1e6
