@@ -63,7 +63,7 @@ def read_all(
 def read_placed(
     client: Mapping[str, Any], topics: Iterable[str], *, decode: bool = True, timeout: float = 60.0
 ) -> dict[str, list[tuple[int, bytes | None, Any]]]:
-    """As `read_all`, each record as (partition, key, value): where it was written, in partition order."""
+    """As `read_all`, each record as (partition, key, value); each partition's records in their order."""
     consumer = _consumer(client)
     out: dict[str, list[tuple[int, bytes | None, Any]]] = {}
     try:
