@@ -122,7 +122,8 @@ class Worker:
         """Load reference data and device-sharing state, then join the consumer group."""
         self.producer.init_transactions(30)
         for spec in output_topics(self.settings):
-            self._partition_count(spec.name)
+            if spec.config.get("cleanup.policy") != "compact":  # compacted topics stay keyed
+                self._partition_count(spec.name)
         applied = self.ref_follower.catch_up()
         self.sharing_follower.poll(timeout=1.0)
         pattern = "^" + re.escape(self.settings.topics.ingress_prefix) + ".+"

@@ -180,7 +180,8 @@ def assert_outputs_follow_ingress(settings: Settings) -> None:
                 by_id.setdefault(schemas.decode(raw)[1]["report_id"], set()).add(partition)
     topics = [t.reports, t.dlq, *readback.topics_matching(client, t.exchange_prefix),
               *readback.topics_matching(client, t.feedback_prefix)]  # fmt: skip
-    counts = {name: len(AdminClient(client).list_topics(name, timeout=10).topics[name].partitions) for name in topics}
+    metadata = AdminClient(client).list_topics(timeout=10).topics
+    counts = {name: len(metadata[name].partitions) for name in topics}
     checked = 0
     for topic, records in readback.read_placed(client, topics).items():
         for partition, _, value in records:
