@@ -82,9 +82,12 @@ def feed(settings: Settings, ingress_jsonl: Path, *, rate: float = 0.0, progress
                 time.sleep(ahead)
         if progress and (count % 500 == 0 or count == len(records)):
             _bar("feeding", count, len(records))
-    producer.flush(60)
-    if failures:
-        raise RuntimeError(f"{len(failures)} ingress records were not delivered: {failures[0]}")
+    # A record still queued when the producer goes away is dropped without a delivery report, so
+    # an unfinished flush is a failure too, not a silent shortfall.
+    remaining = producer.flush(120)
+    if failures or remaining:
+        reason = failures[0] if failures else f"{remaining} still queued after 120 s"
+        raise RuntimeError(f"{len(failures) + remaining} ingress records were not delivered: {reason}")
     return len(records)
 
 
