@@ -12,7 +12,9 @@ parallelism as the pipeline (N processes):
   record's creation to its feedback (committed in the same transaction as its lt.reports and
   exchange records) becoming visible to a read_committed consumer;
 - the workers' CPU time per report over the throughput phase (all threads; robust to a busy
-  machine, unlike rates) and the local broker's, and peak RSS per worker (VmHWM).
+  machine, unlike rates) and the local broker's, the same two over the latency phase (where the
+  broker also takes the feed, so they show how full the machine is at half rate), and peak RSS
+  per worker (VmHWM).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class PipelineFigures:
     worker_peak_rss_mb: float
     worker_cpu_us: float
     broker_cpu_us: float
+    latency_worker_cpu_us: float
+    latency_broker_cpu_us: float
 
 
 class _Committed:
@@ -260,7 +264,8 @@ class _Visibility(threading.Thread):
         self.consumer.close()
 
 
-def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, float]:
+def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, float, int]:
+    """p50 and p99 latency in ms of the reports in `ingress` fed at `rate`, and how many were fed."""
     # Everything the feeder needs is prepared before the clock starts.
     records = [(settings.topics.ingress(reporter), value, key, decode(value)[1]["report_id"].encode())
                for reporter, key, value in _ingress(ingress)]  # fmt: skip
@@ -295,8 +300,9 @@ def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, flo
     visibility.join(5)
     latencies = sorted((visibility.seen[k] - t) * 1000 for k, t in created.items() if k in visibility.seen)
     if not latencies:
-        return float("nan"), float("nan")
-    return latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        return float("nan"), float("nan"), len(records)
+    p50, p99 = latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return p50, p99, len(records)
 
 
 def measure_suite(suite: str, workers: int, records: int, latency_records: int, workdir: Path) -> PipelineFigures:
@@ -345,7 +351,12 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
         cpu_us = (sum(_cpu_seconds(w.pid) for w in procs) - first_cpu) / measured * 1e6
         broker_us = (_cpu_seconds(broker) - first_broker_cpu) / measured * 1e6 if broker else float("nan")
         rate = pipeline_rate / 2
-        p50, p99 = _latency(settings, market / "latency.jsonl", rate)
+        first_cpu = sum(_cpu_seconds(w.pid) for w in procs)
+        first_broker_cpu = _cpu_seconds(broker) if broker else 0.0
+        p50, p99, fed = _latency(settings, market / "latency.jsonl", rate)
+        fed = max(fed, 1)
+        latency_cpu_us = (sum(_cpu_seconds(w.pid) for w in procs) - first_cpu) / fed * 1e6
+        latency_broker_us = (_cpu_seconds(broker) - first_broker_cpu) / fed * 1e6 if broker else float("nan")
         rss = max(_peak_rss_mb(w.pid) for w in procs)
     finally:
         committed.close()
@@ -366,8 +377,7 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
     label = {"x25519": "X25519-HKDF-SHA256/AES-256-GCM", "rsa": "RSA2048-OAEP-SHA256/AES-256-GCM",
              "sm4": "SM4-GCM"}[suite]  # fmt: skip
     return PipelineFigures(label, workers, total - first_count, pipeline_rate, kafka_floor, crypto_floor, rate,
-                           p50, p99, rss, cpu_us, broker_us)  # fmt: skip
-
+                           p50, p99, rss, cpu_us, broker_us, latency_cpu_us, latency_broker_us)  # fmt: skip
 
 
 
@@ -381,7 +391,7 @@ def report(figures: list[PipelineFigures]) -> str:
     rows = [
         f"{'suite':<33}{'workers':>8}{'records':>8}{'pipeline/s':>11}{'kafka floor':>12}{'ratio':>7}"
         f"{'crypto floor':>13}{'ratio':>7}{'@ rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}{'CPU µs':>8}"
-        f"{'broker µs':>10}"
+        f"{'broker µs':>10}{'lat CPU µs':>11}{'lat broker µs':>14}"
     ]
     for f in figures:
         rows.append(
@@ -389,12 +399,14 @@ def report(figures: list[PipelineFigures]) -> str:
             f"{f.pipeline_per_s / f.kafka_floor_per_s:>7.0%}{f.crypto_floor_per_s:>13,.0f}"
             f"{f.pipeline_per_s / f.crypto_floor_per_s:>7.0%}{f.latency_rate:>9,.0f}{f.p50_ms:>8.1f}{f.p99_ms:>8.1f}"
             f"{f.worker_peak_rss_mb:>8.0f}{f.worker_cpu_us:>8.0f}{f.broker_cpu_us:>10.0f}"
+            f"{f.latency_worker_cpu_us:>11.0f}{f.latency_broker_cpu_us:>14.0f}"
         )
     rows += [
         "floors in the same run, at the same parallelism (N processes); records = reports measured: the backlog",
         "left when feeding ended, N workers sharing the partitions; latency = ingress create → visible on",
         "lt.reports at half the measured rate;",
         "RSS = peak per worker; CPU µs = the workers' CPU time (all threads) per report; broker µs = the",
-        "local broker's CPU time per report over the same phase (infra/kafka/start's broker only)",
+        "local broker's CPU time per report over the same phase (infra/kafka/start's broker only); lat CPU µs,",
+        "lat broker µs = the same two per report fed over the latency phase (the broker also takes the feed)",
     ]
     return "\n".join(rows)
