@@ -199,7 +199,7 @@ def test_replay_adds_no_visible_duplicates(store: Store, run: Run) -> None:
             table: rows(store, f"SELECT count() FROM {{db}}.{table} FINAL")[0][0]
             for table in ("reports", "deliveries", "dlq")
         }
-        span = queries.Params(EPOCH.date(), today_in_china())
+        span = all_days()
         for name in queries.QUERIES:
             out[name] = queries.run(store.backend, name, span).rows
         week = periodic.build(store.backend, "SHFE", "weekly", dt.date(2025, 11, 20))
