@@ -222,6 +222,23 @@ def _local_broker_pid() -> int | None:
     return pid
 
 
+class _CpuSince:
+    """CPU time of the workers (all threads) and of the local broker, if it runs, from now on."""
+
+    def __init__(self, workers: list[subprocess.Popen[bytes]], broker: int | None) -> None:
+        self.workers, self.broker = workers, broker
+        self.start = self._seconds()
+
+    def _seconds(self) -> tuple[float, float]:
+        return sum(_cpu_seconds(w.pid) for w in self.workers), _cpu_seconds(self.broker) if self.broker else 0.0
+
+    def per_report_us(self, reports: int) -> tuple[float, float]:
+        """Workers' and broker's µs per report since creation; the broker's is NaN without one."""
+        (workers, broker), (workers_0, broker_0) = self._seconds(), self.start
+        n = max(reports, 1)
+        return (workers - workers_0) / n * 1e6, (broker - broker_0) / n * 1e6 if self.broker else float("nan")
+
+
 def _peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -342,21 +359,14 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
         _wait_committed(committed, warmed, procs, log.name)
         total = warmed + localrun.feed(settings, market / "throughput.jsonl")
         first_seen, first_count = time.perf_counter(), committed.total()
-        first_cpu = sum(_cpu_seconds(w.pid) for w in procs)
-        broker = _local_broker_pid()
-        first_broker_cpu = _cpu_seconds(broker) if broker else 0.0
+        throughput_cpu = _CpuSince(procs, _local_broker_pid())
         _wait_committed(committed, total, procs, log.name)
         pipeline_rate = (total - first_count) / max(time.perf_counter() - first_seen, 1e-9)
-        measured = max(total - first_count, 1)
-        cpu_us = (sum(_cpu_seconds(w.pid) for w in procs) - first_cpu) / measured * 1e6
-        broker_us = (_cpu_seconds(broker) - first_broker_cpu) / measured * 1e6 if broker else float("nan")
+        cpu_us, broker_us = throughput_cpu.per_report_us(total - first_count)
         rate = pipeline_rate / 2
-        first_cpu = sum(_cpu_seconds(w.pid) for w in procs)
-        first_broker_cpu = _cpu_seconds(broker) if broker else 0.0
+        latency_cpu = _CpuSince(procs, throughput_cpu.broker)
         p50, p99, fed = _latency(settings, market / "latency.jsonl", rate)
-        fed = max(fed, 1)
-        latency_cpu_us = (sum(_cpu_seconds(w.pid) for w in procs) - first_cpu) / fed * 1e6
-        latency_broker_us = (_cpu_seconds(broker) - first_broker_cpu) / fed * 1e6 if broker else float("nan")
+        latency_cpu_us, latency_broker_us = latency_cpu.per_report_us(fed)
         rss = max(_peak_rss_mb(w.pid) for w in procs)
     finally:
         committed.close()
