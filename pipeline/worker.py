@@ -108,6 +108,7 @@ class Worker:
         self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self.in_flight: tuple[Future[None], Batch] | None = None
         self.transaction_open = False
+        self.group_metadata: object | None = None  # see `_group_metadata`
         self.known_reporters: set[str] = set()
         self.partition_counts: dict[str, int] = {}  # output topic → partitions (`_output_partition`)
         self.delivery_errors: list[str] = []
@@ -165,6 +166,7 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Create feedback topics of newly seen reporters before any of their records is processed."""
+        self.group_metadata = None  # a new generation
         for reporter in {self.settings.topics.reporter_of(tp.topic) for tp in partitions}:
             try:
                 self._ensure_feedback_topic(reporter)
@@ -174,6 +176,7 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Let the commit in flight end before the partitions go to another worker."""
         self.finish_commit()
+        self.group_metadata = None  # (also called for partitions lost, confluent-kafka's default without on_lost)
 
     def _ensure_feedback_topic(self, reporter: str) -> None:
         if reporter in self.known_reporters:
@@ -259,9 +262,18 @@ class Worker:
             self._recover(exc)
             return len(messages)
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()]
-        metadata = self.consumer.consumer_group_metadata()  # the generation this batch was consumed in
-        self.in_flight = (self.committer.submit(self._commit, offsets, metadata), batch)
+        self.in_flight = (self.committer.submit(self._commit, offsets, self._group_metadata()), batch)
         return position
+
+    def _group_metadata(self) -> object:
+        """The consumer's group metadata (member and generation) that offsets commit with, asked once
+        per assignment and after an abort. Why: librdkafka answers from its own main thread, so every
+        call waits for that thread (up to 79 ms on a busy machine, measured), and the answer only
+        changes when the group rebalances, which runs `_on_revoke` and `_on_assign` first (inside a
+        consume call, so between batches)."""
+        if self.group_metadata is None:
+            self.group_metadata = self.consumer.consumer_group_metadata()
+        return self.group_metadata
 
     def _open(self, held: list[tuple[Output, int]]) -> bool:
         """Once the previous commit has ended, begin this transaction and produce what was held
@@ -346,6 +358,7 @@ class Worker:
             self.transaction_open = False
         self.delivery_errors.clear()
         self.sharing.discard_changes()
+        self.group_metadata = None  # asked again: a refused offset commit may mean a generation we missed
         assignment = self.consumer.assignment()
         for tp in self.consumer.committed(assignment, timeout=10):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING

@@ -7,12 +7,17 @@ running the stages in the test.
 from __future__ import annotations
 
 import random
+import signal
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
 
 from pipeline import localrun, refstore
 from pipeline.commands.generate import generate_market
@@ -111,7 +116,6 @@ def test_sigkill_three_times_keeps_exactly_once(kafka_bootstrap: str, small_mark
         ns.env["LT_PIPELINE_BATCH_MAX_MS"] = "1"
         load_reference(ns.settings, market_dir)
         worker = ns.start_worker("crash")
-        import threading
 
         feeder = threading.Thread(
             target=localrun.feed, args=(ns.settings, market_dir / "ingress.jsonl"), kwargs={"rate": 1500.0}
@@ -135,6 +139,63 @@ def test_sigkill_three_times_keeps_exactly_once(kafka_bootstrap: str, small_mark
             position = index[r["report_id"]]
             assert position > last.get(r["trading_code"], -1), "per-investor order broken"
             last[r["trading_code"]] = position
+
+
+def test_a_worker_joining_and_leaving_keeps_exactly_once(
+    kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Two rebalances after the first worker has committed transactions: a second worker joins and
+    takes partitions, then leaves while reports stream in. Each rebalance starts a new generation
+    of the group, which the first worker's later offset commits must carry (KIP-447), or they are
+    refused and the batch is retried forever; every report still arrives exactly once."""
+    market_dir, summary = small_market
+    truth = load_truth(market_dir)
+    lines = (market_dir / "ingress.jsonl").read_text().splitlines(keepends=True)
+    thirds = [tmp_path / f"part{i}.jsonl" for i in range(3)]
+    for i, path in enumerate(thirds):
+        path.write_text("".join(lines[i * len(lines) // 3 : (i + 1) * len(lines) // 3]))
+    with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
+        ns.env["LT_PIPELINE_BATCH_SIZE"] = "50"  # many transactions in each generation
+        load_reference(ns.settings, market_dir)
+        admin = AdminClient(ns.settings.kafka.client_config())
+        ns.start_worker("first")
+        fed = localrun.feed(ns.settings, thirds[0])
+        localrun.wait_drained(ns.settings, fed, timeout=180)
+        second = ns.start_worker("second")
+        _wait_for(lambda: _members_with_partitions(admin, ns.settings.kafka.group) == 2, "the second worker to join")
+        fed += localrun.feed(ns.settings, thirds[1])
+        localrun.wait_drained(ns.settings, fed, timeout=180)
+        feeder = threading.Thread(target=localrun.feed, args=(ns.settings, thirds[2]), kwargs={"rate": 1000.0})
+        feeder.start()
+        time.sleep(0.5)
+        second.send_signal(signal.SIGTERM)  # leaves the group: the first worker takes every partition back
+        assert second.wait(30) == 0, ns.worker_logs()[-2000:]
+        feeder.join()
+        localrun.wait_drained(ns.settings, len(truth), timeout=180)
+        assert ns.stop_workers() == [0, 0], ns.worker_logs()[-2000:]
+        outputs = read_outputs(ns.settings)
+        # A stale generation is caught at the commit and the batch retried, which costs an abort
+        # per rebalance; the workers must know their generation before they commit.
+        assert "ILLEGAL_GENERATION" not in ns.worker_logs()
+    assert_exactly_once(outputs, truth)
+    instances = Counter(r["provenance"]["pipeline_instance"] for r in outputs.reports)
+    assert set(instances) == {"first", "second"}, instances
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f}s for {what}")
+        time.sleep(0.1)
+
+
+def _members_with_partitions(admin: AdminClient, group: str) -> int:
+    """Members of a stable consumer group that hold partitions; 0 while it rebalances."""
+    description = admin.describe_consumer_groups([group])[group].result()
+    if description.state != ConsumerGroupState.STABLE:
+        return 0
+    return sum(1 for m in description.members if m.assignment.topic_partitions)
 
 
 def test_reference_update_applies_without_restart(kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]],
