@@ -20,6 +20,7 @@ parallelism as the pipeline (N processes):
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -55,7 +56,7 @@ WARMUP_RECORDS = 10_000
 class PipelineFigures:
     suite: str
     workers: int
-    records: int
+    records: float  # reports measured (a median of counts when several runs are summarized)
     pipeline_per_s: float
     kafka_floor_per_s: float
     crypto_floor_per_s: float
@@ -391,13 +392,51 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
 
 
 
-def run(records: dict[str, int], latency_records: int, workers: list[int]) -> list[PipelineFigures]:
+def run(records: dict[str, int], latency_records: int, workers: list[int], repeat: int = 1) -> list[PipelineFigures]:
+    """Every suite at every worker count, `repeat` times: round by round, so that a slow spell of
+    the machine falls on every configuration rather than on all runs of one."""
+    figures: list[PipelineFigures] = []
     with tempfile.TemporaryDirectory(prefix="lt-bench-pipeline-") as tmp:
-        return [measure_suite(suite, n, count, latency_records, Path(tmp)) for suite, count in records.items()
-                for n in workers]  # fmt: skip
+        for r in range(repeat):
+            workdir = Path(tmp) / f"round-{r}"
+            workdir.mkdir()
+            figures += [measure_suite(suite, n, count, latency_records, workdir)
+                        for suite, count in records.items() for n in workers]  # fmt: skip
+    return figures
+
+
+def _by_configuration(figures: list[PipelineFigures]) -> dict[tuple[str, int], list[PipelineFigures]]:
+    runs: dict[tuple[str, int], list[PipelineFigures]] = {}
+    for f in figures:
+        runs.setdefault((f.suite, f.workers), []).append(f)
+    return runs
+
+
+def medians(figures: list[PipelineFigures]) -> list[PipelineFigures]:
+    """One row per configuration (suite, workers): the median of each figure over its runs."""
+    numeric = [f.name for f in dataclasses.fields(PipelineFigures) if f.name not in ("suite", "workers")]
+    return [
+        PipelineFigures(suite, workers, **{name: statistics.median(getattr(f, name) for f in runs) for name in numeric})
+        for (suite, workers), runs in _by_configuration(figures).items()
+    ]
 
 
 def report(figures: list[PipelineFigures]) -> str:
+    """The table of every run; with several runs per configuration, their medians and ranges too."""
+    rows = _table(figures)
+    if len(medians(figures)) < len(figures):
+        heading = "median per configuration over its runs (each figure's median; ratios of the medians):"
+        rows += ["", heading, *_table(medians(figures))[1:], ""]
+        for (suite, workers), group in _by_configuration(figures).items():
+            rates = [f.pipeline_per_s for f in group]
+            p99s = [f.p99_ms for f in group]
+            rows.append(f"{suite}, {workers} worker(s), {len(group)} runs: {min(rates):,.0f}–{max(rates):,.0f} "
+                        f"reports/s, p99 {min(p99s):.0f}–{max(p99s):.0f} ms")  # fmt: skip
+    rows += _LEGEND
+    return "\n".join(rows)
+
+
+def _table(figures: list[PipelineFigures]) -> list[str]:
     rows = [
         f"{'suite':<33}{'workers':>8}{'records':>8}{'pipeline/s':>11}{'kafka floor':>12}{'ratio':>7}"
         f"{'crypto floor':>13}{'ratio':>7}{'@ rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}{'CPU µs':>8}"
@@ -405,18 +444,20 @@ def report(figures: list[PipelineFigures]) -> str:
     ]
     for f in figures:
         rows.append(
-            f"{f.suite:<33}{f.workers:>8}{f.records:>8}{f.pipeline_per_s:>11,.0f}{f.kafka_floor_per_s:>12,.0f}"
+            f"{f.suite:<33}{f.workers:>8}{f.records:>8.0f}{f.pipeline_per_s:>11,.0f}{f.kafka_floor_per_s:>12,.0f}"
             f"{f.pipeline_per_s / f.kafka_floor_per_s:>7.0%}{f.crypto_floor_per_s:>13,.0f}"
             f"{f.pipeline_per_s / f.crypto_floor_per_s:>7.0%}{f.latency_rate:>9,.0f}{f.p50_ms:>8.1f}{f.p99_ms:>8.1f}"
             f"{f.worker_peak_rss_mb:>8.0f}{f.worker_cpu_us:>8.0f}{f.broker_cpu_us:>10.0f}"
             f"{f.latency_worker_cpu_us:>11.0f}{f.latency_broker_cpu_us:>14.0f}"
         )
-    rows += [
-        "floors in the same run, at the same parallelism (N processes); records = reports measured: the backlog",
-        "left when feeding ended, N workers sharing the partitions; latency = ingress create → visible on",
-        "lt.reports at half the measured rate;",
-        "RSS = peak per worker; CPU µs = the workers' CPU time (all threads) per report; broker µs = the",
-        "local broker's CPU time per report over the same phase (infra/kafka/start's broker only); lat CPU µs,",
-        "lat broker µs = the same two per report fed over the latency phase (the broker also takes the feed)",
-    ]
-    return "\n".join(rows)
+    return rows
+
+
+_LEGEND = [
+    "floors in the same run, at the same parallelism (N processes); records = reports measured: the backlog",
+    "left when feeding ended, N workers sharing the partitions; latency = ingress create → visible on",
+    "lt.reports at half the measured rate;",
+    "RSS = peak per worker; CPU µs = the workers' CPU time (all threads) per report; broker µs = the",
+    "local broker's CPU time per report over the same phase (infra/kafka/start's broker only); lat CPU µs,",
+    "lat broker µs = the same two per report fed over the latency phase (the broker also takes the feed)",
+]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pipeline.errors import ConfigError
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks beside their floors")
@@ -19,6 +21,7 @@ def register(subparsers: Any) -> None:
     pipeline.add_argument("--latency-records", type=int, default=3000)
     pipeline.add_argument("--suites", default="x25519,rsa")
     pipeline.add_argument("--workers", default="1,2", help="worker processes per run, comma-separated")
+    pipeline.add_argument("--repeat", type=int, default=1, help="runs per configuration, in rounds (medians too)")
     pipeline.set_defaults(handler=_pipeline)
     store = which.add_parser("store", help="store sink into the ClickHouse server vs clickhouse-driver bulk insert")
     store.add_argument("--reports", type=int, default=40_000, help="generated reports (≈ 2.3 rows each)")
@@ -44,7 +47,9 @@ def _pipeline(args: argparse.Namespace) -> int:
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     counts = {s: args.records // 4 if s == "rsa" else args.records for s in suites}
     workers = [int(n) for n in args.workers.split(",") if n.strip()]
-    print(pipeline.report(pipeline.run(counts, args.latency_records, workers)))
+    if args.repeat < 1:
+        raise ConfigError("--repeat must be at least 1")
+    print(pipeline.report(pipeline.run(counts, args.latency_records, workers, args.repeat)))
     return 0
 
 
