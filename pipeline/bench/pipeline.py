@@ -431,7 +431,7 @@ def report(figures: list[PipelineFigures]) -> str:
             rates = [f.pipeline_per_s for f in group]
             p99s = [f.p99_ms for f in group]
             rows.append(f"{suite}, {workers} worker(s), {len(group)} runs: {min(rates):,.0f}–{max(rates):,.0f} "
-                        f"reports/s, p99 {min(p99s):.0f}–{max(p99s):.0f} ms")  # fmt: skip
+                        f"reports/s, p99 {min(p99s):,.0f}–{max(p99s):,.0f} ms")  # fmt: skip
     rows += _LEGEND
     return "\n".join(rows)
 
