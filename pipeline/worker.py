@@ -176,7 +176,7 @@ class Worker:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Let the commit in flight end before the partitions go to another worker."""
         self.finish_commit()
-        self.group_metadata = None  # (also called for partitions lost, confluent-kafka's default without on_lost)
+        self.group_metadata = None  # a new generation follows (lost partitions come here too: no on_lost)
 
     def _ensure_feedback_topic(self, reporter: str) -> None:
         if reporter in self.known_reporters:

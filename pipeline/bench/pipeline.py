@@ -424,9 +424,10 @@ def medians(figures: list[PipelineFigures]) -> list[PipelineFigures]:
 def report(figures: list[PipelineFigures]) -> str:
     """The table of every run; with several runs per configuration, their medians and ranges too."""
     rows = _table(figures)
-    if len(medians(figures)) < len(figures):
+    summary = medians(figures)
+    if len(summary) < len(figures):
         heading = "median per configuration over its runs (each figure's median; ratios of the medians):"
-        rows += ["", heading, *_table(medians(figures))[1:], ""]
+        rows += ["", heading, *_table(summary)[1:], ""]
         for (suite, workers), group in _by_configuration(figures).items():
             rates = [f.pipeline_per_s for f in group]
             p99s = [f.p99_ms for f in group]

@@ -147,7 +147,7 @@ def test_a_worker_joining_and_leaving_keeps_exactly_once(
     """Two rebalances after the first worker has committed transactions: a second worker joins and
     takes partitions, then leaves while reports stream in. Each rebalance starts a new generation
     of the group, which the first worker's later offset commits must carry (KIP-447), or they are
-    refused and the batch is retried forever; every report still arrives exactly once."""
+    refused and the batch aborted and retried; every report still arrives exactly once."""
     market_dir, summary = small_market
     truth = load_truth(market_dir)
     lines = (market_dir / "ingress.jsonl").read_text().splitlines(keepends=True)
@@ -167,7 +167,7 @@ def test_a_worker_joining_and_leaving_keeps_exactly_once(
         localrun.wait_drained(ns.settings, fed, timeout=180)
         feeder = threading.Thread(target=localrun.feed, args=(ns.settings, thirds[2]), kwargs={"rate": 1000.0})
         feeder.start()
-        time.sleep(0.5)
+        time.sleep(0.5)  # two seconds of feeding: the second worker leaves a quarter of the way in
         second.send_signal(signal.SIGTERM)  # leaves the group: the first worker takes every partition back
         assert second.wait(30) == 0, ns.worker_logs()[-2000:]
         feeder.join()
