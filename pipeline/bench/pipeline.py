@@ -8,7 +8,8 @@ parallelism as the pipeline (N processes):
 - Kafka floor (workers stopped): N processes, each with every Nth ingress partition, consume
   the same bytes and produce them again, in transactions of the same size, no processing;
 - crypto floor: `Keyring.decrypt` of the same blobs in N processes;
-- latency: with the workers warm, reports fed at half the measured rate; time from the ingress
+- latency: with the workers warm, reports fed at half the measured rate (or at a given rate,
+  which compares runs whatever the machine's speed at the time); time from the ingress
   record's creation to its feedback (committed in the same transaction as its lt.reports and
   exchange records) becoming visible to a read_committed consumer;
 - the workers' CPU time per report over the throughput phase (all threads; robust to a busy
@@ -323,7 +324,8 @@ def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, flo
     return p50, p99, len(records)
 
 
-def measure_suite(suite: str, workers: int, records: int, latency_records: int, workdir: Path) -> PipelineFigures:
+def measure_suite(suite: str, workers: int, records: int, latency_records: int, workdir: Path,
+                  latency_rate: float | None = None) -> PipelineFigures:  # fmt: skip
     market = workdir / f"{suite}-{workers}"
     warmup = min(WARMUP_RECORDS, records // 2)
     # One market (one keyring) for every phase: warm-up, throughput, latency, in event-time order.
@@ -364,7 +366,7 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
         _wait_committed(committed, total, procs, log.name)
         pipeline_rate = (total - first_count) / max(time.perf_counter() - first_seen, 1e-9)
         cpu_us, broker_us = throughput_cpu.per_report_us(total - first_count)
-        rate = pipeline_rate / 2
+        rate = latency_rate or pipeline_rate / 2
         latency_cpu = _CpuSince(procs, throughput_cpu.broker)
         p50, p99, fed = _latency(settings, market / "latency.jsonl", rate)
         latency_cpu_us, latency_broker_us = latency_cpu.per_report_us(fed)
@@ -392,15 +394,17 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
 
 
 
-def run(records: dict[str, int], latency_records: int, workers: list[int], repeat: int = 1) -> list[PipelineFigures]:
+def run(records: dict[str, int], latency_records: int, workers: list[int], repeat: int = 1,
+        latency_rate: float | None = None) -> list[PipelineFigures]:  # fmt: skip
     """Every suite at every worker count, `repeat` times: round by round, so that a slow spell of
-    the machine falls on every configuration rather than on all runs of one."""
+    the machine falls on every configuration rather than on all runs of one. The latency phase is
+    fed at `latency_rate` if given, else at half of each run's measured rate."""
     figures: list[PipelineFigures] = []
     with tempfile.TemporaryDirectory(prefix="lt-bench-pipeline-") as tmp:
         for r in range(repeat):
             workdir = Path(tmp) / f"round-{r}"
             workdir.mkdir()
-            figures += [measure_suite(suite, n, count, latency_records, workdir)
+            figures += [measure_suite(suite, n, count, latency_records, workdir, latency_rate)
                         for suite, count in records.items() for n in workers]  # fmt: skip
     return figures
 
@@ -457,7 +461,7 @@ def _table(figures: list[PipelineFigures]) -> list[str]:
 _LEGEND = [
     "floors in the same run, at the same parallelism (N processes); records = reports measured: the backlog",
     "left when feeding ended, N workers sharing the partitions; latency = ingress create → visible on",
-    "lt.reports at half the measured rate;",
+    "lt.reports at the rate in @ rate/s (half the measured rate unless --latency-rate is given);",
     "RSS = peak per worker; CPU µs = the workers' CPU time (all threads) per report; broker µs = the",
     "local broker's CPU time per report over the same phase (infra/kafka/start's broker only); lat CPU µs,",
     "lat broker µs = the same two per report fed over the latency phase (the broker also takes the feed)",

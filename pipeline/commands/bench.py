@@ -22,6 +22,8 @@ def register(subparsers: Any) -> None:
     pipeline.add_argument("--suites", default="x25519,rsa")
     pipeline.add_argument("--workers", default="1,2", help="worker processes per run, comma-separated")
     pipeline.add_argument("--repeat", type=int, default=1, help="runs per configuration, in rounds (medians too)")
+    pipeline.add_argument("--latency-rate", type=float,
+                          help="reports/s fed in the latency phase (default: half the measured)")
     pipeline.set_defaults(handler=_pipeline)
     store = which.add_parser("store", help="store sink into the ClickHouse server vs clickhouse-driver bulk insert")
     store.add_argument("--reports", type=int, default=40_000, help="generated reports (≈ 2.3 rows each)")
@@ -49,7 +51,9 @@ def _pipeline(args: argparse.Namespace) -> int:
     workers = [int(n) for n in args.workers.split(",") if n.strip()]
     if args.repeat < 1:
         raise ConfigError("--repeat must be at least 1")
-    print(pipeline.report(pipeline.run(counts, args.latency_records, workers, args.repeat)))
+    if args.latency_rate is not None and not args.latency_rate > 0:
+        raise ConfigError("--latency-rate must be positive")
+    print(pipeline.report(pipeline.run(counts, args.latency_records, workers, args.repeat, args.latency_rate)))
     return 0
 
 
