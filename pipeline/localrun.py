@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from confluent_kafka import Producer
+from confluent_kafka import ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
 
 from pipeline.config import Settings
@@ -109,6 +109,18 @@ def feedback_count(settings: Settings) -> int:
     topics = topics_matching(client, settings.topics.feedback_prefix)
     # High watermarks include transaction markers, so count by reading.
     return sum(len(v) for v in read_all(client, topics, decode=False).values())
+
+
+def wait_group_stable(admin: AdminClient, group: str, members: int, timeout: float = 60.0) -> None:
+    """Until the consumer group is stable with `members` members that all have partitions."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        description = admin.describe_consumer_groups([group])[group].result()
+        if (description.state == ConsumerGroupState.STABLE and len(description.members) == members
+                and all(m.assignment.topic_partitions for m in description.members)):  # fmt: skip
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"consumer group {group} did not become stable with {members} members")
 
 
 def wait_drained(settings: Settings, expected: int, timeout: float = 300.0, progress: bool = False) -> int:

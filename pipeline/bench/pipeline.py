@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline import localrun, refstore
@@ -184,18 +184,6 @@ def _decrypt_all(start_at: float, keyring_path: str, blobs: list[tuple[str, int,
     for vendor_id, key_version, blob in blobs:
         keyring.decrypt(vendor_id, key_version, blob)
     return start, time.monotonic()
-
-
-def _wait_stable(admin: AdminClient, group: str, members: int, timeout: float = 60.0) -> None:
-    """Until the consumer group is stable with `members` members that all have partitions."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        description = admin.describe_consumer_groups([group])[group].result()
-        if (description.state == ConsumerGroupState.STABLE and len(description.members) == members
-                and all(m.assignment.topic_partitions for m in description.members)):  # fmt: skip
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"consumer group {group} did not become stable with {members} members")
 
 
 def _wait_committed(committed: _Committed, count: int, workers: list[subprocess.Popen[bytes]], log: str) -> None:
@@ -354,7 +342,7 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
     try:
         # All N workers share the partitions before the backlog arrives; the rate is measured
         # from the end of feeding, so the feeder's own work is left out too.
-        _wait_stable(admin, settings.kafka.group, workers)
+        localrun.wait_group_stable(admin, settings.kafka.group, workers)
         # Untimed: the broker's JIT compiles its produce, fetch and transaction paths during the
         # first tens of thousands of records (on a fresh broker, more CPU than the requests
         # themselves), and the workers fill their caches and sharing state.

@@ -11,12 +11,10 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 
 from pipeline import localrun, refstore
@@ -162,7 +160,7 @@ def test_a_worker_joining_and_leaving_keeps_exactly_once(
         fed = localrun.feed(ns.settings, thirds[0])
         localrun.wait_drained(ns.settings, fed, timeout=180)
         second = ns.start_worker("second")
-        _wait_for(lambda: _members_with_partitions(admin, ns.settings.kafka.group) == 2, "the second worker to join")
+        localrun.wait_group_stable(admin, ns.settings.kafka.group, 2)
         fed += localrun.feed(ns.settings, thirds[1])
         localrun.wait_drained(ns.settings, fed, timeout=180)
         feeder = threading.Thread(target=localrun.feed, args=(ns.settings, thirds[2]), kwargs={"rate": 1000.0})
@@ -180,22 +178,6 @@ def test_a_worker_joining_and_leaving_keeps_exactly_once(
     assert_exactly_once(outputs, truth)
     instances = Counter(r["provenance"]["pipeline_instance"] for r in outputs.reports)
     assert set(instances) == {"first", "second"}, instances
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:.0f}s for {what}")
-        time.sleep(0.1)
-
-
-def _members_with_partitions(admin: AdminClient, group: str) -> int:
-    """Members of a stable consumer group that hold partitions; 0 while it rebalances."""
-    description = admin.describe_consumer_groups([group])[group].result()
-    if description.state != ConsumerGroupState.STABLE:
-        return 0
-    return sum(1 for m in description.members if m.assignment.topic_partitions)
 
 
 def test_reference_update_applies_without_restart(kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]],
