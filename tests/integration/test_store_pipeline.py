@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from pipeline.crypto.files import make_private_dir, write_owner_only
 from pipeline.generate import PlanConfig, plan_reports, truth_json
 from pipeline.market import Market, MarketConfig, build_market
 from pipeline.marketkeys import create_market_keyring
-from pipeline.store import periodic, queries, report_output
+from pipeline.store import periodic, queries, report_output, tables
 from pipeline.store.backend import Backend, connect
 from pipeline.store.migrations import discover, migrate
 from pipeline.store.periods import Period
@@ -46,7 +47,6 @@ from .pipeline_support import Namespace, load_reference, namespace
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 EPOCH = dt.datetime(2025, 10, 30, 4, 0, tzinfo=dt.UTC)  # a Thursday
-CHINA = dt.timezone(dt.timedelta(hours=8))  # China Standard Time, no daylight saving
 DAY_OFFSETS = (0, 14, 21, 22)  # 10-30 (October), 11-13 (previous week), 11-20 and 11-21 (Thu, Fri)
 PER_DAY = 1500
 DAY_SECONDS = 86_400
@@ -220,8 +220,8 @@ def test_replay_adds_no_visible_duplicates(store: Store, run: Run) -> None:
 
 def today_in_china() -> dt.date:
     """The last day the store can date a row with: dead letters carry the China date of their
-    failure, which is a day ahead of the UTC date from 16:00 UTC on."""
-    return dt.datetime.now(CHINA).date()
+    failure (`tables.china_date`), which is a day ahead of the UTC date from 16:00 UTC on."""
+    return tables.china_date(int(time.time() * 1000))
 
 
 def all_days() -> queries.Params:
