@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,8 @@ def register(subparsers: Any) -> None:
     _store_option(migrate)
     migrate.set_defaults(handler=_migrate)
     retention = actions.add_parser("retention", help="drop partitions past their retention period")
-    retention.add_argument("--today", help="reference date (default: today, UTC)")
+    retention.add_argument("--today", help="reference date, YYYY-MM-DD or YYYYMMDD (default: today in China "
+                           "Standard Time, the calendar the store's trading days and dead-letter dates use)")
     retention.add_argument("--dry-run", action="store_true", help="print what would be dropped")
     _store_option(retention)
     retention.set_defaults(handler=_retention)
@@ -103,13 +105,21 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def retention_today(now_ms: int | None = None) -> dt.date:
+    """Retention's default reference date: the China date, the calendar the store's partitions are
+    dated by (`tables.china_date`), so a run after 16:00 UTC is not a day behind."""
+    from pipeline.store.tables import china_date
+
+    return china_date(int(time.time() * 1000) if now_ms is None else now_ms)
+
+
 def _retention(args: argparse.Namespace) -> int:
     from pipeline.store import retention
     from pipeline.store.periods import parse_day
     from pipeline.store.policy import Retention
 
     settings = _settings(args)
-    today = parse_day(args.today) if args.today else dt.datetime.now(dt.UTC).date()
+    today = parse_day(args.today) if args.today else retention_today()
     policy = Retention.from_settings(settings.clickhouse)
     backend = _backend(settings)
     try:
