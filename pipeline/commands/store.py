@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -105,21 +103,14 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def retention_today(now_ms: int | None = None) -> dt.date:
-    """Retention's default reference date: the China date, the calendar the store's partitions are
-    dated by (`tables.china_date`), so a run after 16:00 UTC is not a day behind."""
-    from pipeline.store.tables import china_date
-
-    return china_date(int(time.time() * 1000) if now_ms is None else now_ms)
-
-
 def _retention(args: argparse.Namespace) -> int:
     from pipeline.store import retention
     from pipeline.store.periods import parse_day
     from pipeline.store.policy import Retention
+    from pipeline.store.tables import china_today
 
     settings = _settings(args)
-    today = parse_day(args.today) if args.today else retention_today()
+    today = parse_day(args.today) if args.today else china_today()
     policy = Retention.from_settings(settings.clickhouse)
     backend = _backend(settings)
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,6 +49,12 @@ def _day_number(days: int) -> dt.date:
 def china_date(ms: int) -> dt.date:
     """The China Standard Time calendar date of an epoch-milliseconds instant."""
     return _day_number((ms + _CST_MS) // _DAY_MS)
+
+
+def china_today(now_ms: int | None = None) -> dt.date:
+    """Today's China date (that of `now_ms` if given): the last day the store dates a row with, a
+    day ahead of the UTC date from 16:00 UTC on."""
+    return china_date(int(time.time() * 1000) if now_ms is None else now_ms)
 
 
 def _columns(spec: str) -> tuple[Column, ...]:

@@ -19,7 +19,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -218,14 +217,9 @@ def test_replay_adds_no_visible_duplicates(store: Store, run: Run) -> None:
 # --- analytics ------------------------------------------------------------------------------
 
 
-def today_in_china() -> dt.date:
-    """The last day the store can date a row with: dead letters carry the China date of their
-    failure (`tables.china_date`), which is a day ahead of the UTC date from 16:00 UTC on."""
-    return tables.china_date(int(time.time() * 1000))
-
-
 def all_days() -> queries.Params:
-    return queries.Params(EPOCH.date(), today_in_china())
+    # dead letters carry the China date of their failure, a day ahead of the UTC date from 16:00 UTC
+    return queries.Params(EPOCH.date(), tables.china_today())
 
 
 def device_of_fingerprint(store: Store, run: Run) -> dict[str, str]:

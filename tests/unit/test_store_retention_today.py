@@ -1,4 +1,4 @@
-"""`store retention` dates "today" by the China calendar, as the store dates its partitions."""
+"""`store retention` dates "today" by the China calendar (`tables.china_today`), as the store dates its partitions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pipeline.commands.store import retention_today
+from pipeline.store.tables import china_today
 
 
 def _ms(*parts: int) -> int:
@@ -22,11 +22,11 @@ def _ms(*parts: int) -> int:
     ],
 )
 def test_the_default_today_is_the_china_date(utc: tuple[int, ...], china_day: dt.date) -> None:
-    assert retention_today(_ms(*utc)) == china_day
+    assert china_today(_ms(*utc)) == china_day
 
 
 def test_the_default_today_follows_the_clock() -> None:
     before = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
-    today = retention_today()
+    today = china_today()
     after = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
     assert today in (before, after)
