@@ -172,9 +172,13 @@ def test_a_worker_joining_and_leaving_keeps_exactly_once(
         localrun.wait_drained(ns.settings, len(truth), timeout=180)
         assert ns.stop_workers() == [0, 0], ns.worker_logs()[-2000:]
         outputs = read_outputs(ns.settings)
-        # A stale generation is caught at the commit and the batch retried, which costs an abort
-        # per rebalance; the workers must know their generation before they commit.
-        assert "ILLEGAL_GENERATION" not in ns.worker_logs()
+        # A worker that kept its old generation would have its first commit after each of the two
+        # rebalances refused (ILLEGAL_GENERATION: an abort, and the batch retried). One such abort
+        # may still come from a batch consumed just as a rebalance began: it must not commit under
+        # the new generation, and the refusal is what rewinds it.
+        refused = [line for line in ns.worker_logs().splitlines()
+                   if '"aborting batch"' in line and '"ILLEGAL_GENERATION"' in line]  # fmt: skip
+        assert len(refused) <= 1, refused
     assert_exactly_once(outputs, truth)
     instances = Counter(r["provenance"]["pipeline_instance"] for r in outputs.reports)
     assert set(instances) == {"first", "second"}, instances
