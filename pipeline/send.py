@@ -48,6 +48,7 @@ from typing import Any, TextIO
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeline import schemas
+from pipeline.arguments import positive_float, positive_int
 from pipeline.batch import BatchEntry, LineProblem, count_reports, detect_format, read_batch
 from pipeline.config import Settings
 from pipeline.crypto.reporter_keys import ReporterKeys
@@ -537,8 +538,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="which keys to seal with when a line names no key version")  # fmt: skip
     cmd.add_argument("-X", dest="kafka_config", action="append", default=[], metavar="KEY=VALUE",
                      help="extra librdkafka setting (e.g. SASL) for producer and read-back consumer; repeatable")
-    cmd.add_argument("--batch-size", type=_positive_int, default=500, help="records per Kafka transaction")
-    cmd.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for Kafka operations")
+    cmd.add_argument("--batch-size", type=positive_int, default=500, help="records per Kafka transaction")
+    cmd.add_argument("--timeout", type=positive_float, default=120.0, help="seconds to wait for Kafka operations")
     cmd.add_argument("--dry-run", action="store_true", help="check and seal every line; send nothing")
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     cmd.add_argument("--quiet", action="store_true", help="no progress output")
@@ -637,10 +638,3 @@ def _kafka_config(items: list[str]) -> dict[str, str]:
             )
         config[key.strip()] = value
     return config
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value

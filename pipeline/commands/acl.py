@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.acl import Desired, Plan, Principals, desired, diff
+from pipeline.arguments import non_negative_float, positive_float
 from pipeline.config import Settings
 from pipeline.credentials import CredentialStore
 from pipeline.errors import ConfigError
@@ -37,7 +38,7 @@ def register(subparsers: Any) -> None:
         if name == "apply":
             cmd.add_argument("--rotate", nargs="+", default=[], metavar="USER",
                              help="also give these managed users new passwords (files are replaced)")  # fmt: skip
-            cmd.add_argument("--watch", type=float, default=0.0, metavar="SECONDS",
+            cmd.add_argument("--watch", type=non_negative_float, default=0.0, metavar="SECONDS",
                              help="keep applying: follow reference topics and re-check every SECONDS")  # fmt: skip
         cmd.set_defaults(handler=_apply if name == "apply" else _plan)
 
@@ -78,7 +79,7 @@ def _common(cmd: argparse.ArgumentParser) -> None:
         "--exchange-reporters", help="comma-separated exchanges that report for their members (default: every exchange)"
     )
     cmd.add_argument("--principal-prefix", default="lt-", help="prefix of every managed user name (default lt-)")
-    cmd.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each admin request")
+    cmd.add_argument("--timeout", type=positive_float, default=30.0, help="seconds to wait for each admin request")
 
 
 @dataclass

@@ -17,15 +17,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pipeline.arguments import positive_int
 from pipeline.config import Settings
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="generate a market and run it through local workers")
-    parser.add_argument("--reports", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=20190614)
-    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("LT_RUN_DIR", ".run")) / "demo")
+    parser.add_argument("--reports", type=positive_int, default=20_000, help="reports in the generated market")
+    parser.add_argument("--workers", type=positive_int, default=2, help="worker processes sharing the partitions")
+    parser.add_argument("--seed", type=int, default=20190614, help="the market's seed: the same seed, the same market")
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("LT_RUN_DIR", ".run")) / "demo",
+                        help="each run writes its market, logs and store in a new directory here")  # fmt: skip
     parser.set_defaults(handler=_demo)
 
 

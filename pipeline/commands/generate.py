@@ -17,23 +17,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pipeline.arguments import name_list, non_negative_float, positive_int
 from pipeline.crypto.admin import export_public
 from pipeline.crypto.files import make_private_dir, write_owner_only
-from pipeline.generate import PlanConfig, plan_reports, truth_json
+from pipeline.errors import ConfigError
+from pipeline.generate import DEFECTS, PlanConfig, plan_reports, truth_json
 from pipeline.market import MarketConfig, build_market
-from pipeline.marketkeys import create_market_keyring
+from pipeline.marketkeys import SUITES, create_market_keyring
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("generate", help="generate a synthetic market with ground truth")
     parser.add_argument("--out", type=Path, required=True, help="output directory (created)")
-    parser.add_argument("--reports", type=int, default=20_000)
-    parser.add_argument("--seed", type=int, default=MarketConfig.seed)
-    parser.add_argument("--defect-rate", type=float, default=PlanConfig.defect_rate,
-                        help="rate of each bad-input class (there are 22)")  # fmt: skip
-    parser.add_argument("--suites", default="x25519,rsa,sm4", help="comma-separated: x25519, rsa, sm4")
+    parser.add_argument("--reports", type=positive_int, default=20_000, help="reports in the market")
+    parser.add_argument("--seed", type=int, default=MarketConfig.seed, help="the same seed, the same market")
+    parser.add_argument("--defect-rate", type=non_negative_float, default=PlanConfig.defect_rate,
+                        help=f"rate of each of the {len(DEFECTS)} bad-input classes, at most 1/{len(DEFECTS)}")
+    parser.add_argument("--suites", type=name_list(SUITES), default=tuple(SUITES),
+                        help="comma-separated: " + ", ".join(SUITES))  # fmt: skip
     parser.add_argument("--bootstrap", help="also produce the records to this Kafka cluster")
-    parser.add_argument("--rate", type=float, default=0.0, help="records/s when producing (0 = unlimited)")
+    parser.add_argument("--rate", type=non_negative_float, default=0.0, help="records/s when producing (0 = unlimited)")
     parser.set_defaults(handler=_generate)
 
 
@@ -110,9 +113,12 @@ def produce_file(ingress: Path, bootstrap: str, rate: float) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    suites = tuple(s.strip() for s in args.suites.split(",") if s.strip())
+    if args.defect_rate * len(DEFECTS) > 1 + 1e-9:
+        # Each class takes its own slice of one roll per report; past 1/len the later classes get none.
+        raise ConfigError(f"--defect-rate {args.defect_rate} is more than 1/{len(DEFECTS)}: "
+                          f"{len(DEFECTS)} bad-input classes at that rate would need over every report")  # fmt: skip
     summary = generate_market(args.out, reports=args.reports, seed=args.seed,
-                              defect_rate=args.defect_rate, suites=suites)  # fmt: skip
+                              defect_rate=args.defect_rate, suites=args.suites)  # fmt: skip
     print(f"wrote {args.reports} reports to {args.out}: {json.dumps(summary['outcomes'])}")
     if args.bootstrap:
         count = produce_file(args.out / "ingress.jsonl", args.bootstrap, args.rate)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.arguments import positive_int
 from pipeline.config import Settings
 
 
@@ -55,9 +56,9 @@ def register(subparsers: Any) -> None:
     query.add_argument("--from", dest="date_from", required=True, help="first trading day (YYYY-MM-DD)")
     query.add_argument("--to", dest="date_to", required=True, help="last trading day, inclusive")
     query.add_argument("--exchange", help="only investors holding a trading code at this exchange")
-    query.add_argument("--min-accounts", type=int, metavar="N",
+    query.add_argument("--min-accounts", type=positive_int, metavar="N",
                        help="minimum group: investors per device or IP, devices per investor (default 2)")  # fmt: skip
-    query.add_argument("--min-brokers", type=int, default=1, help="shared-devices: minimum distinct brokers")
+    query.add_argument("--min-brokers", type=positive_int, default=1, help="shared-devices: minimum distinct brokers")
     query.add_argument("--format", choices=FORMATS, default="table")
     query.add_argument("--out", type=Path, help="write to this file instead of stdout")
     _store_option(query)

@@ -16,6 +16,7 @@ import time
 from typing import IO, Any
 
 from pipeline import schemas
+from pipeline.arguments import non_negative_float, non_negative_int
 from pipeline.config import Settings
 
 RECORD = "lookthrough.ExchangeRecord"
@@ -27,8 +28,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--format", choices=("json", "csv"), default="json")
     parser.add_argument("--out", help="file to append to (default stdout)")
     parser.add_argument("--group", help="consumer group (default exchange-<X>)")
-    parser.add_argument("--idle-exit", type=float, default=0.0, help="stop after this many idle seconds (0 = never)")
-    parser.add_argument("--max-records", type=int, default=0, help="stop after this many records (0 = no limit)")
+    parser.add_argument("--idle-exit", type=non_negative_float, default=0.0,
+                        help="stop after this many idle seconds (0 = never)")  # fmt: skip
+    parser.add_argument("--max-records", type=non_negative_int, default=0,
+                        help="stop after this many records (0 = no limit)")  # fmt: skip
     parser.set_defaults(handler=_subscribe)
 
 

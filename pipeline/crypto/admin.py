@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.arguments import positive_int
 from pipeline.crypto.files import create_owner_only, make_private_dir, write_owner_only
 from pipeline.crypto.keyfile import (
     EntrySpec,
@@ -127,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen = commands.add_parser("generate", help="generate a key and add it to the keyring")
     _keyring_arg(gen)
     gen.add_argument("--suite", required=True, choices=[suite.name.lower() for suite in Suite])
-    gen.add_argument("--version", type=_positive_int, help="key version (default: highest + 1)")
+    gen.add_argument("--version", type=positive_int, help="key version (default: highest + 1)")
     gen.add_argument("--environment", choices=[e.value for e in Environment], default="production")
     gen.add_argument("--not-before", metavar="ISO", help="start of validity, ISO-8601 with UTC offset")
     gen.add_argument("--not-after", metavar="ISO", help="end of validity (exclusive)")
@@ -143,7 +144,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ):
         cmd = commands.add_parser(name, help=text)
         _keyring_arg(cmd)
-        cmd.add_argument("version", metavar="VERSION", type=_positive_int)
+        cmd.add_argument("version", metavar="VERSION", type=positive_int)
         cmd.set_defaults(handler=_set_status, status=status)
 
     exp = commands.add_parser("export-public", help="write the public keyring for reporters")
@@ -201,10 +202,3 @@ def _read_or_new(keyring: Path) -> tuple[dict[str, Any], list[EntrySpec]]:
 
 def _keyring_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keyring", type=Path, required=True, help="path of the keyring JSON file")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return value
