@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from confluent_kafka import KafkaError, KafkaException
+
 from pipeline.errors import LookthroughError
 
 # Modules that expose `register(subparsers)`; each sets `handler` on its parsers.
@@ -42,3 +44,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LookthroughError as exc:
         print(f"lookthrough: error: {exc}", file=sys.stderr)
         return 2
+    except KafkaException as exc:  # a broker out of reach, a refused request: a message, not a traceback
+        print(f"lookthrough: error: Kafka: {kafka_problem(exc)}", file=sys.stderr)
+        return 2
+
+
+def kafka_problem(exc: KafkaException) -> str:
+    """What went wrong, from librdkafka's error (its text names no record contents), with a hint
+    when the broker could not be reached."""
+    error = exc.args[0] if exc.args else None
+    if not isinstance(error, KafkaError):
+        return str(exc)
+    if error.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT):
+        return f"{error.str()} (is the broker running, and LT_KAFKA_BOOTSTRAP its address?)"
+    return error.str()

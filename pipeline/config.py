@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline import __version__
 from pipeline.errors import ConfigError
+from pipeline.kafkalog import LOGGER
 from pipeline.profile import limits
 
 PROCESSING_SYSTEM = "lookthrough"
@@ -69,8 +70,9 @@ class KafkaSettings:
     ssl_ca_location: str = ""
 
     def client_config(self) -> dict[str, Any]:
-        """librdkafka settings for any client of this cluster (bootstrap plus security)."""
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        """librdkafka settings for any client of this cluster (bootstrap, security, logger)."""
+        # Its lines through Python logging, repeats held back (`pipeline.kafkalog`).
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "logger": LOGGER}
         if self.security_protocol.upper() != "PLAINTEXT":
             config["security.protocol"] = self.security_protocol
         if "SASL" in self.security_protocol.upper():
