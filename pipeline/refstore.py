@@ -29,42 +29,71 @@ def read_records(kind: str, path: Path) -> list[dict[str, Any]]:
     """Records of `kind` from a JSON array, JSON lines, or CSV file (list and map columns as JSON)."""
     if kind not in KINDS:
         raise ConfigError(f"unknown reference kind {kind!r}; known: {', '.join(KINDS)}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     if path.suffix == ".csv":
         import csv
 
-        rows = list(csv.DictReader(text.splitlines()))
-        return [_from_csv(kind, row) for row in rows]
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        data = json.loads(text)
-    else:
-        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        records = []
+        for row_number, row in enumerate(csv.DictReader(text.splitlines()), start=2):  # the header is row 1
+            try:
+                records.append(_from_csv(kind, row))
+            except ValueError as exc:  # a number or a JSON cell that is not one
+                raise ConfigError(f"{path} row {row_number}: {exc}") from None
+        return records
+    data: Any
+    try:
+        if text.lstrip().startswith("["):
+            data = json.loads(text)
+        else:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not JSON (a JSON array, or one object per line): {exc}") from None
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise ConfigError(f"{path}: expected a JSON array of objects or JSON lines")
     return data
 
 
 def _from_csv(kind: str, row: Mapping[str, str]) -> dict[str, Any]:
+    """One CSV row as a record; ValueError naming the column whose cell is not of its type."""
     fields = {f["name"]: f["type"] for f in schemas.schema_json(KINDS[kind][0])["fields"]}
     record: dict[str, Any] = {}
     for name, value in row.items():
         kind_of = fields.get(name)
         if kind_of is None:
             raise ConfigError(f"column {name!r} is not a field of {KINDS[kind][0]}")
-        if isinstance(kind_of, dict) and kind_of.get("type") in ("array", "map"):
-            record[name] = json.loads(value) if value else ([] if kind_of["type"] == "array" else {})
-        elif kind_of in ("int", "long") or (isinstance(kind_of, dict) and kind_of.get("type") == "long"):
-            record[name] = int(value)
-        elif kind_of == "boolean":
-            record[name] = value.strip().lower() in ("1", "true", "yes")
-        elif isinstance(kind_of, list) and value == "":
-            record[name] = None
-        elif isinstance(kind_of, list) and "long" in str(kind_of):
-            record[name] = int(value)
-        else:
-            record[name] = value
+        if value is None:  # a row shorter than the header
+            raise ValueError(f"no value for column {name!r}")
+        try:
+            record[name] = _cell(kind_of, value)
+        except ValueError as exc:
+            raise ValueError(f"column {name!r}: {exc}") from None
     return record
+
+
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
+
+
+def _cell(kind_of: Any, value: str) -> Any:
+    if isinstance(kind_of, dict) and kind_of.get("type") in ("array", "map"):
+        try:
+            return json.loads(value) if value else ([] if kind_of["type"] == "array" else {})
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON {kind_of['type']}: {exc.msg}") from None
+    if kind_of == "boolean":
+        if value.strip().lower() not in _TRUE + _FALSE:
+            raise ValueError(f"not a boolean (true/false, yes/no, 1/0): {value!r}")
+        return value.strip().lower() in _TRUE
+    if isinstance(kind_of, list) and value == "":
+        return None
+    if kind_of in ("int", "long") or "long" in str(kind_of):  # int, long, timestamp-millis, optional long
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"not an integer: {value!r}") from None
+    return value
 
 
 def encode_records(kind: str, records: Iterable[Mapping[str, Any]]) -> list[tuple[str, bytes]]:
@@ -77,8 +106,10 @@ def encode_records(kind: str, records: Iterable[Mapping[str, Any]]) -> list[tupl
         datum.setdefault("updated_at", now)
         try:
             out.append((entity_key(kind, datum), schemas.encode(name, datum)))
-        except (KeyError, ValueError) as exc:
-            raise ConfigError(f"{kind} record {index} does not fit {name}: {exc}") from None
+        except KeyError as exc:
+            raise ConfigError(f"{kind} record {index + 1} does not fit {name}: field {exc} is missing") from None
+        except ValueError as exc:
+            raise ConfigError(f"{kind} record {index + 1} does not fit {name}: {exc}") from None
     return out
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.arguments import positive_int
 from pipeline.config import Settings
+from pipeline.profile import limits
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +56,8 @@ def register(subparsers: Any) -> None:
     query.add_argument("name", choices=list(QUERIES))
     query.add_argument("--from", dest="date_from", required=True, help="first trading day (YYYY-MM-DD)")
     query.add_argument("--to", dest="date_to", required=True, help="last trading day, inclusive")
-    query.add_argument("--exchange", help="only investors holding a trading code at this exchange")
+    query.add_argument("--exchange", choices=limits().exchanges,
+                       help="only investors holding a trading code at this exchange")  # fmt: skip
     query.add_argument("--min-accounts", type=positive_int, metavar="N",
                        help="minimum group: investors per device or IP, devices per investor (default 2)")  # fmt: skip
     query.add_argument("--min-brokers", type=positive_int, default=1, help="shared-devices: minimum distinct brokers")
@@ -66,7 +68,7 @@ def register(subparsers: Any) -> None:
 
     report = subparsers.add_parser("report", help="an exchange's daily, weekly or monthly table")
     report.add_argument("period", choices=KINDS)
-    report.add_argument("--exchange", required=True)
+    report.add_argument("--exchange", required=True, choices=limits().exchanges)
     report.add_argument("--date", required=True, help="a day of the period (YYYY-MM-DD)")
     report.add_argument("--format", choices=("csv", "xlsx", "html"), default="csv")
     report.add_argument("--out", type=Path, help="file to write (html: the PNG chart goes beside it)")
@@ -86,6 +88,27 @@ def _backend(settings: Settings) -> Any:
     from pipeline.store.backend import connect
 
     return connect(settings.clickhouse)
+
+
+def _reading_backend(settings: Settings) -> Any:
+    """The store for a command that only reads it. A store that was never migrated is a ConfigError
+    that says how to make one, not a new empty chdb directory (a mistyped --store) nor ClickHouse's
+    UNKNOWN_DATABASE."""
+    from pipeline.errors import ConfigError
+
+    ch = settings.clickhouse
+    where = f"--store {ch.path}" if ch.host is None else f"ClickHouse at {ch.host}:{ch.port}"
+    hint = (f"no lookthrough store in {where}: "
+            "create it with `lookthrough store migrate`, fill it with `lookthrough store sink`")
+    if ch.host is None and not ch.path.is_dir():
+        raise ConfigError(hint)
+    backend = _backend(settings)
+    found = backend.query("SELECT count() FROM system.tables "
+                          f"WHERE database = '{ch.database}' AND name = 'schema_migrations'")
+    if not found.rows or not found.rows[0][0]:
+        backend.close()
+        raise ConfigError(hint)
+    return backend
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -165,7 +188,7 @@ def _query(args: argparse.Namespace) -> int:
 
     params = queries.Params(parse_day(args.date_from), parse_day(args.date_to), args.exchange,
                             args.min_accounts, args.min_brokers)  # fmt: skip
-    backend = _backend(_settings(args))
+    backend = _reading_backend(_settings(args))
     try:
         result = queries.run(backend, args.name, params)
     finally:
@@ -181,7 +204,7 @@ def _report(args: argparse.Namespace) -> int:
 
     if args.format == "xlsx" and args.out is None and sys.stdout.isatty():
         raise ConfigError("xlsx is binary: give --out FILE or redirect stdout")
-    backend = _backend(_settings(args))
+    backend = _reading_backend(_settings(args))
     try:
         report = periodic.build(backend, args.exchange, args.period, parse_day(args.date))
     finally:

@@ -18,13 +18,14 @@ from typing import IO, Any
 from pipeline import schemas
 from pipeline.arguments import non_negative_float, non_negative_int
 from pipeline.config import Settings
+from pipeline.profile import limits
 
 RECORD = "lookthrough.ExchangeRecord"
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("subscribe", help="consume an exchange's topic (JSON lines or CSV)")
-    parser.add_argument("--exchange", required=True)
+    parser.add_argument("--exchange", required=True, choices=limits().exchanges, help="whose topic to consume")
     parser.add_argument("--format", choices=("json", "csv"), default="json")
     parser.add_argument("--out", help="file to append to (default stdout)")
     parser.add_argument("--group", help="consumer group (default exchange-<X>)")

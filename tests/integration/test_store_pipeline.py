@@ -554,12 +554,22 @@ def test_cli_query_and_report(store: Store, tmp_path: Path, monkeypatch: pytest.
         base = [sys.executable, "-m", "pipeline"]
         out = subprocess.run([*base, *query], env=env, capture_output=True, timeout=120, check=True).stdout
         subprocess.run([*base, *report], env=env, capture_output=True, timeout=120, check=True)
+        # A database that was never migrated: the way to make one, not UNKNOWN_DATABASE.
+        never = subprocess.run([*base, *query], env={**env, "LT_CLICKHOUSE_DATABASE": "lt_never_migrated"},
+                               capture_output=True, timeout=120, text=True)  # fmt: skip
+        assert never.returncode == 2
+        assert "no lookthrough store in ClickHouse at" in never.stderr and "store migrate" in never.stderr
     else:
         monkeypatch.setenv("LT_CLICKHOUSE_DATABASE", ch.database)
         capfdbinary.readouterr()
         assert main([*query, "--store", str(ch.path)]) == 0
         out = capfdbinary.readouterr().out
         assert main([*report, "--store", str(ch.path)]) == 0
+        # A mistyped store directory: the way to make a store, and no new empty one.
+        missing = tmp_path / "no-such-store"
+        assert main([*query, "--store", str(missing)]) == 2
+        assert b"store migrate" in capfdbinary.readouterr().err
+        assert not missing.exists()
     expected = queries.run(store.backend, "shared-ips", queries.Params(dt.date(2025, 10, 1), dt.date(2025, 12, 31)))
     assert [(r["public_ip"], r["investor_list"]) for r in json.loads(out)] == [
         (r["public_ip"], r["investor_list"]) for r in expected.dicts()

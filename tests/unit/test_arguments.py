@@ -62,6 +62,8 @@ def test_bad_values_are_refused(parse: object, text: str, message: str) -> None:
         (["bench", "codec", "--suites", ""], "--suites"),
         (["bench", "store", "--sinks", "0"], "--sinks"),
         (["subscribe", "--exchange", "SHFE", "--max-records", "-1"], "--max-records"),
+        (["subscribe", "--exchange", "NYMEX"], "--exchange"),
+        (["report", "daily", "--exchange", "shfe", "--date", "2025-11-20"], "--exchange"),
         (["query", "shared-devices", "--from", "2025-01-01", "--to", "2025-01-02", "--min-brokers", "0"],
          "--min-brokers"),
         (["send", "unused.jsonl", "--reporter", "0101", "--keys", "k.json", "--batch-size", "0"], "--batch-size"),
