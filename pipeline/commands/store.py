@@ -97,14 +97,18 @@ def _reading_backend(settings: Settings) -> Any:
     from pipeline.errors import ConfigError
 
     ch = settings.clickhouse
-    where = f"--store {ch.path}" if ch.host is None else f"ClickHouse at {ch.host}:{ch.port}"
-    hint = (f"no lookthrough store in {where}: "
+    where = f"embedded store {ch.path}" if ch.host is None else f"database {ch.database} at {ch.host}:{ch.port}"
+    hint = (f"no lookthrough store in the {where}: "
             "create it with `lookthrough store migrate`, fill it with `lookthrough store sink`")
     if ch.host is None and not ch.path.is_dir():
         raise ConfigError(hint)
     backend = _backend(settings)
-    found = backend.query("SELECT count() FROM system.tables "
-                          f"WHERE database = '{ch.database}' AND name = 'schema_migrations'")
+    try:
+        found = backend.query("SELECT count() FROM system.tables "
+                              f"WHERE database = '{ch.database}' AND name = 'schema_migrations'")
+    except BaseException:
+        backend.close()
+        raise
     if not found.rows or not found.rows[0][0]:
         backend.close()
         raise ConfigError(hint)

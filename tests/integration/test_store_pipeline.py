@@ -558,7 +558,8 @@ def test_cli_query_and_report(store: Store, tmp_path: Path, monkeypatch: pytest.
         never = subprocess.run([*base, *query], env={**env, "LT_CLICKHOUSE_DATABASE": "lt_never_migrated"},
                                capture_output=True, timeout=120, text=True)  # fmt: skip
         assert never.returncode == 2
-        assert "no lookthrough store in ClickHouse at" in never.stderr and "store migrate" in never.stderr
+        assert "no lookthrough store in the database lt_never_migrated at" in never.stderr
+        assert "store migrate" in never.stderr
     else:
         monkeypatch.setenv("LT_CLICKHOUSE_DATABASE", ch.database)
         capfdbinary.readouterr()
