@@ -30,7 +30,13 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lookthrough", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lookthrough",
+        description="The monitoring center's side of futures look-through supervision (看穿式监管): "
+        "terminal-information reports from Kafka, decrypted, validated, enriched and routed exactly once "
+        "to the exchanges, the analytics store and back to the reporters.",
+        epilog="`lookthrough COMMAND --help` for each command; `infra/demo` runs the whole flow locally.",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

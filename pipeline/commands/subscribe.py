@@ -26,7 +26,7 @@ RECORD = "lookthrough.ExchangeRecord"
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("subscribe", help="consume an exchange's topic (JSON lines or CSV)")
     parser.add_argument("--exchange", required=True, choices=limits().exchanges, help="whose topic to consume")
-    parser.add_argument("--format", choices=("json", "csv"), default="json")
+    parser.add_argument("--format", choices=("json", "csv"), default="json", help="JSON lines (default) or CSV")
     parser.add_argument("--out", help="file to append to (default stdout)")
     parser.add_argument("--group", help="consumer group (default exchange-<X>)")
     parser.add_argument("--idle-exit", type=non_negative_float, default=0.0,
