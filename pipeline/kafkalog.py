@@ -29,21 +29,20 @@ class RepeatFilter(logging.Filter):
         super().__init__()
         self.interval_s = interval_s
         self.clock = clock
-        self.kinds: dict[tuple[object, ...], list[float]] = {}  # kind → [passed at, repeats left out since]
+        self.kinds: dict[tuple[object, ...], tuple[float, int]] = {}  # kind → (passed at, repeats left out since)
         self.lock = threading.Lock()  # librdkafka lines arrive on whichever thread polls a client
 
     def filter(self, record: logging.LogRecord) -> bool:
         key = _kind(record)
         now = self.clock()
         with self.lock:
-            entry = self.kinds.get(key)
-            if entry is not None and now - entry[0] < self.interval_s:
-                entry[1] += 1
+            passed_at, left_out = self.kinds.get(key, (None, 0))
+            if passed_at is not None and now - passed_at < self.interval_s:
+                self.kinds[key] = (passed_at, left_out + 1)
                 return False
-            if entry is None and len(self.kinds) >= _MAX_KINDS:
+            if passed_at is None and len(self.kinds) >= _MAX_KINDS:
                 self.kinds = {k: e for k, e in self.kinds.items() if now - e[0] < self.interval_s}
-            left_out = int(entry[1]) if entry is not None else 0
-            self.kinds[key] = [now, 0]
+            self.kinds[key] = (now, 0)
         if left_out:
             record.msg = f"{record.msg} (%d more like it left out)"
             record.args = (*(record.args if isinstance(record.args, tuple) else ()), left_out)
