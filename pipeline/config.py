@@ -99,7 +99,7 @@ class PipelineSettings:
     environment: str = "production"
     batch_size: int = 500
     batch_timeout_ms: int = 5
-    batch_max_ms: int = 100
+    commit_interval_ms: int = 100
     decrypt_threads: int = 2
     metrics_port: int = 0
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")

@@ -35,17 +35,22 @@ def topics_matching(client: Mapping[str, Any], prefix: str) -> list[str]:
 
 def end_offsets(client: Mapping[str, Any], topics: Iterable[str]) -> int:
     """Sum of high watermarks (for a read_committed consumer: up to the last stable offset)."""
+    return sum(high_watermarks(client, topics).values())
+
+
+def high_watermarks(client: Mapping[str, Any], topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) → high watermark (read_committed: the last stable offset) of existing topics."""
     consumer = _consumer(client)
     try:
-        total = 0
+        ends = {}
         metadata = consumer.list_topics(timeout=10).topics
         for topic in topics:
             if topic not in metadata:
                 continue
             for partition in metadata[topic].partitions:
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                total += high
-        return total
+                _, ends[(topic, partition)] = consumer.get_watermark_offsets(TopicPartition(topic, partition),
+                                                                             timeout=10)  # fmt: skip
+        return ends
     finally:
         consumer.close()
 

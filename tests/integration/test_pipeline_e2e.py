@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from pipeline import localrun, refstore
+from pipeline import localrun, readback, refstore
 from pipeline.commands.generate import generate_market
 
 from .pipeline_support import (
@@ -108,10 +108,11 @@ def test_sigkill_three_times_keeps_exactly_once(kafka_bootstrap: str, small_mark
     truth = load_truth(market_dir)
     rng = random.Random(1234)
     with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
-        # Small batches: many transactions in flight, so a kill lands mid-transaction; and a
-        # transaction closes after 1 ms of processing, so consumed batches split across them too.
+        # Small batches and short transactions: many in flight, so a kill lands mid-transaction;
+        # a transaction takes several consumed batches at the feed's pace, and a backlog after a
+        # restart ends transactions in the middle of consumed batches.
         ns.env["LT_PIPELINE_BATCH_SIZE"] = "50"
-        ns.env["LT_PIPELINE_BATCH_MAX_MS"] = "1"
+        ns.env["LT_PIPELINE_COMMIT_INTERVAL_MS"] = "20"
         load_reference(ns.settings, market_dir)
         worker = ns.start_worker("crash")
 
@@ -182,6 +183,39 @@ def test_a_worker_joining_and_leaving_keeps_exactly_once(
     assert_exactly_once(outputs, truth)
     instances = Counter(r["provenance"]["pipeline_instance"] for r in outputs.reports)
     assert set(instances) == {"first", "second"}, instances
+
+
+def test_a_transaction_takes_the_records_of_its_commit_interval(
+    kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Fed slowly, a worker commits once per commit interval, not once per record: every committed
+    transaction leaves one marker in each partition it wrote, so the gaps between the records of an
+    lt.reports partition count its transactions."""
+    market_dir, summary = small_market
+    truth = load_truth(market_dir)[:420]
+    lines = (market_dir / "ingress.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "first.jsonl").write_text("".join(lines[:20]))
+    (tmp_path / "slow.jsonl").write_text("".join(lines[20:420]))
+    feed_seconds, interval_s = 4.0, 1.0
+    with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
+        ns.env["LT_PIPELINE_COMMIT_INTERVAL_MS"] = str(int(interval_s * 1000))
+        load_reference(ns.settings, market_dir)
+        ns.start_worker("interval")
+        localrun.feed(ns.settings, tmp_path / "first.jsonl")  # the worker is running before the slow feed
+        localrun.wait_drained(ns.settings, 20, timeout=120)
+        localrun.feed(ns.settings, tmp_path / "slow.jsonl", rate=400 / feed_seconds)
+        localrun.wait_drained(ns.settings, len(truth), timeout=120)
+        assert ns.stop_workers() == [0], ns.worker_logs()[-2000:]
+        client, reports = ns.settings.kafka.client_config(), ns.settings.topics.reports
+        records = Counter(p for p, _, _ in readback.read_placed(client, [reports], decode=False)[reports])
+        ends = readback.high_watermarks(client, [reports])
+    assert sum(records.values()) == sum(t["outcome"] == "accepted" for t in truth)
+    transactions = {p: high - records[p] for (_, p), high in ends.items()}
+    # Each partition takes records throughout the slow feed: a transaction per interval, give or
+    # take one at either end, and the first records' own; committing per consumed batch would
+    # make it one per few records.
+    expected = feed_seconds / interval_s
+    assert all(expected - 1 <= n <= expected + 3 for n in transactions.values()), transactions
 
 
 def test_reference_update_applies_without_restart(kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]],
