@@ -10,7 +10,7 @@ holds because the ingress key is the investor ID.
 A transaction takes the records that arrive within `commit_interval_ms` of its first one (under
 a backlog, those processed in that time), across as many consumed batches as that is, then
 commits. The broker's cost is per transaction and per partition written (one over eighteen
-partitions cost the local broker 8-10 ms of CPU, measured), so committing as often as possible
+partitions cost the local broker 8-11 ms of CPU, measured), so committing as often as possible
 made a moderate rate cost more per report than a backlog; Kafka Streams commits every 100 ms
 under exactly-once for the same reason.
 
