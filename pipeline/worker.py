@@ -113,7 +113,8 @@ class Worker:
             "acks": "all",
             # Outputs are sent when a transaction commits (its flush sends them at once) or when a
             # batch fills: one request per partition and transaction, since the broker's cost is
-            # per request and partition. Nobody reads them before the commit, so no latency is added.
+            # per request and partition. Nobody reads them before the commit; streaming them out
+            # with a 25 ms linger instead made commits no faster, measured.
             "linger.ms": interval_ms,
             "compression.type": "lz4",
             "transaction.timeout.ms": 30_000,
