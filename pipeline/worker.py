@@ -168,7 +168,7 @@ class Worker:
                     if time.perf_counter() >= self.filling.deadline:
                         self.close_transaction()
                     elif self.filling.held is not None and self._previous_committed():
-                        self._open_held()  # its outputs go out now, not all at the deadline
+                        self._open_held(self.filling)  # its outputs go out now, not all at the deadline
                 elif self.in_flight is not None and self.in_flight[0].done():
                     self.finish_commit()  # idle: settle the last commit now, not with the next batch
                 if time.monotonic() - last_lag > 5:
@@ -321,12 +321,10 @@ class Worker:
     def _previous_committed(self) -> bool:
         return self.in_flight is None or self.in_flight[0].done()
 
-    def _open_held(self) -> None:
-        """Open the filling transaction, whose outputs are held, once the previous one has committed."""
-        if self.filling is None:
-            return
+    def _open_held(self, batch: Batch) -> None:
+        """Open `batch`'s transaction, whose outputs are held, once the previous one has committed."""
         try:
-            self._open(self.filling)
+            self._open(batch)
         except KafkaException as exc:
             self._recover(exc)
 
