@@ -276,14 +276,20 @@ def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, flo
     # Everything the feeder needs is prepared before the clock starts.
     records = [(settings.topics.ingress(reporter), value, key, decode(value)[1]["report_id"].encode())
                for reporter, key, value in _ingress(ingress)]  # fmt: skip
-    visibility = _Visibility(settings)
-    visibility.start()
-    time.sleep(3.0)  # let the consumer join before anything is fed
-    created: dict[bytes, float] = {}
     # Configured like the reporter SDK's producer (pipeline.reporter), and paced in steps of a
     # few milliseconds: a request and a sleep per record would measure the harness, not the
     # pipeline. Creation time is taken when a record is produced, so lingering counts as latency.
+    # Created before the wait below: an idempotent producer's first records wait for its producer
+    # ID, which librdkafka asks for ~500 ms after the producer is created (measured: first delivery
+    # 503 ms after creation, 1 ms once connected). Those reports would reach the workers as one
+    # burst, and draining it took 1-4 s at half the maximum rate, most of the p99. A reporter's
+    # producer is long-lived; its start-up is not the pipeline's latency.
     producer = Producer({**settings.kafka.client_config(), **PRODUCER_DEFAULTS})
+    producer.list_topics(timeout=10)
+    visibility = _Visibility(settings)
+    visibility.start()
+    time.sleep(3.0)  # let the consumer join, and the producer get its ID, before anything is fed
+    created: dict[bytes, float] = {}
 
     def delivered(report_id: bytes) -> Callable[[KafkaError | None, Message], None]:
         def record_creation(err: KafkaError | None, msg: Message) -> None:
