@@ -282,7 +282,7 @@ def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, flo
     # Created before the wait below: an idempotent producer's first records wait for its producer
     # ID, which librdkafka asks for ~500 ms after the producer is created (measured: first delivery
     # 503 ms after creation, 1 ms once connected). Those reports would reach the workers as one
-    # burst, and draining it took 1-4 s at half the maximum rate, most of the p99. A reporter's
+    # burst, and draining it took 1-4.5 s at half the maximum rate, most of the p99. A reporter's
     # producer is long-lived; its start-up is not the pipeline's latency.
     producer = Producer({**settings.kafka.client_config(), **PRODUCER_DEFAULTS})
     producer.list_topics(timeout=10)
