@@ -75,6 +75,10 @@ class Batch:
     held: list[tuple[Output, int]] | None = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
 
+    def due(self) -> bool:
+        """Whether its deadline has come: it takes no more records and commits."""
+        return time.perf_counter() >= self.deadline
+
 
 class Worker:
     def __init__(self, settings: Settings, keyring: Decrypting) -> None:
@@ -165,7 +169,7 @@ class Worker:
                 if messages:
                     self.handle(messages)
                 if self.filling is not None:
-                    if time.perf_counter() >= self.filling.deadline:
+                    if self.filling.due():
                         self.close_transaction()
                     elif self.filling.held is not None and self._previous_committed():
                         self._open_held(self.filling)  # its outputs go out now, not all at the deadline
@@ -235,7 +239,7 @@ class Worker:
         position = 0
         while position < len(messages):
             position = self._fill(messages, position, lookahead)
-            if self.filling is not None and time.perf_counter() >= self.filling.deadline:
+            if self.filling is not None and self.filling.due():
                 self.close_transaction()
 
     def _fill(self, messages: list[Message], start: int, lookahead: ahead.Lookahead | None = None) -> int:
@@ -285,7 +289,7 @@ class Worker:
                 else:
                     for out in result.outputs:
                         self._produce(out.topic, out.key, out.value, self._output_partition(out.topic, partition))
-                if time.perf_counter() >= batch.deadline:
+                if batch.due():
                     break
         except KafkaException as exc:
             self._recover(exc)
