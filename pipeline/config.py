@@ -100,6 +100,9 @@ class PipelineSettings:
     batch_size: int = 500
     batch_timeout_ms: int = 5
     commit_interval_ms: int = 100
+    # How long a worker that died without leaving the group (SIGKILL, a lost host) keeps its
+    # partitions, and every other worker waits, before the group reassigns them.
+    session_timeout_ms: int = 45_000
     decrypt_threads: int = 2
     metrics_port: int = 0
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")

@@ -27,9 +27,10 @@ readers (a partition's readers wait for every transaction open on it).
 Transactions are pipelined: while one is being flushed and committed (a thread that mostly
 waits on the broker), the next takes records. Its outputs are held until the previous commit
 has succeeded, then it opens and every further output is produced as its record is processed.
-An abort drops the transaction in progress too and rewinds to the committed offsets, and a
-rebalance first commits what was processed, so no result outlives the assignment it was
-consumed under.
+An abort drops the transaction in progress too and rewinds to the committed offsets (what is
+left of the consumed batch comes again from there), and a rebalance first commits what was
+processed and drops a record consumed under the revoked assignment but not yet processed, so no
+result outlives the assignment it was consumed under.
 
 faust-streaming's own exactly-once mode has open upstream bugs around transactions and
 rebalances, so the transaction boundaries are ours; see the README.
@@ -103,6 +104,7 @@ class Worker:
             # Each worker gets the same partition numbers of every ingress topic, so the output
             # partitions that follow them (see the module docstring) differ between workers.
             "partition.assignment.strategy": "range",
+            "session.timeout.ms": settings.pipeline.session_timeout_ms,
             # A fetch returns once it has a megabyte (a backlog: at once) or has waited a quarter
             # of the commit interval, not as soon as the first record arrives: a record waits for
             # its transaction's commit anyway, and at a moderate rate the broker would otherwise
@@ -138,6 +140,8 @@ class Worker:
         self.counters = metrics.LabelCache()
         self.running = True
         self.processed = 0
+        self.rewinds = 0  # times the consumer was rewound to the committed offsets (`_rewind`)
+        self.revokes = 0  # times the group took this worker's partitions (`_on_revoke`)
 
     def stop(self, *_: object) -> None:
         self.running = False
@@ -190,9 +194,19 @@ class Worker:
         the whole batch timeout of a plain consume.
         """
         first = self.consumer.poll(wait_s)
-        if first is None:
-            return []
-        return [first, *self.consumer.consume(size - 1, timeout=linger_s)] if size > 1 else [first]
+        if first is None or size == 1:
+            return [] if first is None else [first]
+        revokes = self.revokes
+        rest = self.consumer.consume(size - 1, timeout=linger_s)
+        if self.revokes != revokes:
+            # The group took the partitions back inside `consume`, after `first` had come under
+            # them (`consume` drops the records it had fetched under them itself).
+            # Processed now, `first` would be committed under the new assignment while its
+            # partition's owner, this worker or another, reads it again from the offset committed
+            # on revocation.
+            log.info("a record consumed before a revocation dropped", extra={"records_after": len(rest)})
+            return rest
+        return [first, *rest]
 
     def _until_due(self) -> float:
         """How long the loop may wait for records: until the open transaction's deadline, at most 0.2 s."""
@@ -202,6 +216,7 @@ class Worker:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Create feedback topics of newly seen reporters before any of their records is processed."""
+        log.info("partitions assigned", extra={"partitions": len(partitions)})
         self.group_metadata = None  # a new generation
         for reporter in {self.settings.topics.reporter_of(tp.topic) for tp in partitions}:
             try:
@@ -211,6 +226,8 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit what was processed before the partitions go to another worker."""
+        log.info("partitions revoked", extra={"partitions": len(partitions)})
+        self.revokes += 1
         self.close_transaction()
         self.finish_commit()
         self.group_metadata = None  # a new generation follows (lost partitions come here too: no on_lost)
@@ -236,8 +253,10 @@ class Worker:
             threads = self.settings.pipeline.decrypt_threads
             lookahead = ahead.Lookahead(self.processor, messages, self.decrypt_pool, int(time.time() * 1000),
                                         ahead=2 * threads * ahead.CHUNK)  # fmt: skip
-        position = 0
-        while position < len(messages):
+        position, rewinds = 0, self.rewinds
+        # After a rewind the rest of `messages` comes again from the committed offsets; processed
+        # now as well, a later record would commit past the rewound ones.
+        while position < len(messages) and self.rewinds == rewinds:
             position = self._fill(messages, position, lookahead)
             if self.filling is not None and self.filling.due():
                 self.close_transaction()
@@ -412,12 +431,21 @@ class Worker:
             raise exc
         log.warning("aborting batch", extra={"kafka_error": error.name()})
         self.filling = None  # rewound with the rest
+        # A commit still in flight ends first: aborting under it would race its commit, and the
+        # offsets rewound to must include it if it succeeds. If it fails, that recovery rewinds.
+        if self.in_flight is not None and not self.finish_commit():
+            return
         if self.transaction_open:
             self.producer.abort_transaction(30)
             self.transaction_open = False
         self.delivery_errors.clear()
         self.sharing.discard_changes()
         self.group_metadata = None  # asked again: a refused offset commit may mean a generation we missed
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition to its committed offset: what was consumed since comes again."""
+        self.rewinds += 1
         assignment = self.consumer.assignment()
         for tp in self.consumer.committed(assignment, timeout=10):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING

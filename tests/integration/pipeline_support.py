@@ -104,6 +104,23 @@ def namespace(
                 future.result(timeout=60)
 
 
+def drain(ns: Namespace, truth: list[dict[str, Any]], timeout: float = 300.0) -> None:
+    """Wait until every report has its feedback; if they do not all come, fail naming the reports
+    without feedback, the duplicated ones and what the workers logged."""
+    try:
+        localrun.wait_drained(ns.settings, len(truth), timeout=timeout)
+    except TimeoutError as exc:
+        feedback = Counter(f["report_id"] for f in read_outputs(ns.settings).feedback)
+        # E101 feedback is named by the record's position, not its report ID.
+        missing = [t for t in truth if t["code"] != "E101" and t["report_id"] not in feedback]
+        duplicated = sorted(k for k, n in feedback.items() if n > 1)
+        described = [{k: t[k] for k in ("index", "report_id", "topic", "investor", "outcome")} for t in missing[:5]]
+        raise AssertionError(
+            f"{exc}: {len(missing)} reports without feedback, e.g. {described}; "
+            f"{len(duplicated)} with more than one, e.g. {duplicated[:5]}; worker log:\n{ns.worker_logs()[-6000:]}"
+        ) from None
+
+
 def load_reference(settings: Settings, market_dir: Path) -> None:
     refstore.publish_directory(settings, market_dir / "reference")
 

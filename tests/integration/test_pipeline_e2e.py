@@ -19,10 +19,15 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline import localrun, readback, refstore
 from pipeline.commands.generate import generate_market
+from pipeline.config import Settings
+from pipeline.topics import ensure_topics, ingress_topic
 
 from .pipeline_support import (
+    Namespace,
+    Outputs,
     assert_exactly_once,
     assert_outputs_follow_ingress,
+    drain,
     free_ports,
     load_reference,
     load_truth,
@@ -95,6 +100,47 @@ def test_generated_market_matches_ground_truth(kafka_bootstrap: str, market: tup
     assert Counter(f["reporter_id"] for f in outputs.feedback) == Counter(t["reporter_id"] for t in truth)
 
 
+# Small batches and short transactions: many in flight, so a kill lands mid-transaction; a
+# transaction takes several consumed batches at the feed's pace, and a backlog after a restart ends
+# transactions in the middle of consumed batches. A killed worker keeps its partitions until its
+# session expires: the broker's minimum makes that seconds.
+CRASH_ENV = {
+    "LT_PIPELINE_BATCH_SIZE": "50",
+    "LT_PIPELINE_COMMIT_INTERVAL_MS": "20",
+    "LT_PIPELINE_SESSION_TIMEOUT_MS": "6000",
+}
+
+
+def start_feed(settings: Settings, ingress_jsonl: Path, rate: float) -> tuple[threading.Thread, list[int]]:
+    """Feed `ingress_jsonl` at `rate` on a thread; the list gets the count fed, and stays empty if
+    the feed failed (its exception stays in the thread)."""
+    fed: list[int] = []
+    feeder = threading.Thread(target=lambda: fed.append(localrun.feed(settings, ingress_jsonl, rate=rate)))
+    feeder.start()
+    return feeder, fed
+
+
+def outputs_once_drained(ns: Namespace, truth: list[dict[str, Any]], feeder: threading.Thread,
+                         fed: list[int]) -> Outputs:  # fmt: skip
+    """After the feed has ended and fed everything, and every report has its feedback: the outputs."""
+    feeder.join()
+    assert fed, "the feed failed"
+    drain(ns, truth)
+    ns.stop_workers()
+    return read_outputs(ns.settings)
+
+
+def wait_for_feedback(settings: Settings, more_than: int, timeout: float = 120.0) -> int:
+    """Until more than `more_than` reports have committed feedback; returns how many have."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count = localrun.feedback_count(settings)
+        if count > more_than:
+            return count
+        time.sleep(0.1)
+    raise TimeoutError(f"no feedback beyond {more_than} reports within {timeout:.0f}s")
+
+
 @pytest.fixture(scope="module")
 def small_market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("small-market")
@@ -104,33 +150,69 @@ def small_market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 
 def test_sigkill_three_times_keeps_exactly_once(kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]],
                                                 tmp_path: Path) -> None:  # fmt: skip
+    """A worker killed three times while it commits transactions of a stream of reports: each kill
+    comes a random moment after the worker's first committed results, so it lands in the middle of
+    its work (a worker takes seconds to start; killed sooner, it would not have done any)."""
     market_dir, summary = small_market
     truth = load_truth(market_dir)
     rng = random.Random(1234)
     with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
-        # Small batches and short transactions: many in flight, so a kill lands mid-transaction;
-        # a transaction takes several consumed batches at the feed's pace, and a backlog after a
-        # restart ends transactions in the middle of consumed batches.
-        ns.env["LT_PIPELINE_BATCH_SIZE"] = "50"
-        ns.env["LT_PIPELINE_COMMIT_INTERVAL_MS"] = "20"
+        ns.env.update(CRASH_ENV)
         load_reference(ns.settings, market_dir)
         worker = ns.start_worker("crash")
-
-        feeder = threading.Thread(
-            target=localrun.feed, args=(ns.settings, market_dir / "ingress.jsonl"), kwargs={"rate": 1500.0}
-        )
-        feeder.start()
+        feeder, fed = start_feed(ns.settings, market_dir / "ingress.jsonl", rate=200.0)  # 30 s: the kills come in it
+        processed = 0  # reports with committed feedback before this worker started
         for _ in range(3):
-            time.sleep(rng.uniform(1.0, 2.5))
+            wait_for_feedback(ns.settings, more_than=processed)  # this worker has committed results
+            time.sleep(rng.uniform(0.0, 1.0))
             worker.kill()  # SIGKILL: no cleanup, open transaction left behind
             worker.wait()
+            processed = localrun.feedback_count(ns.settings)
             worker = ns.start_worker("crash")
-        feeder.join()
-        localrun.wait_drained(ns.settings, len(truth), timeout=300)
-        ns.stop_workers()
-        outputs = read_outputs(ns.settings)
+        assert processed < len(truth), "the last kill came before every report was processed"
+        outputs = outputs_once_drained(ns, truth, feeder, fed)
     assert_exactly_once(outputs, truth)
-    # Per-investor order: within each exchange topic, one investor's reports keep the ingress order.
+    assert_investor_order(outputs, truth)
+
+
+def test_workers_restarting_at_random_keep_exactly_once(
+    kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Three workers; every one to three seconds while 30 s of reports stream in, one of them is
+    stopped (SIGTERM, or SIGKILL three times in ten) and started again. Each restart is two or three
+    rebalances, which often come while a worker holds records it consumed under the assignment
+    being revoked; every report still arrives exactly once and in per-investor order."""
+    market_dir, summary = small_market
+    truth = load_truth(market_dir)
+    rng = random.Random(20190614)
+    with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
+        ns.env.update(CRASH_ENV)
+        load_reference(ns.settings, market_dir)
+        admin = AdminClient(ns.settings.kafka.client_config())
+        reporters = sorted({t["topic"].removeprefix("lt.ingress.") for t in truth})
+        ensure_topics(admin, ns.settings, [ingress_topic(ns.settings, reporter) for reporter in reporters])
+        workers = {name: ns.start_worker(name) for name in ("a", "b", "c")}
+        localrun.wait_group_stable(admin, ns.settings.kafka.group, 3)  # each has partitions to lose
+        feeder, fed = start_feed(ns.settings, market_dir / "ingress.jsonl", rate=200.0)
+        restarts = 0
+        while feeder.is_alive():
+            time.sleep(rng.uniform(1.0, 3.0))
+            name = rng.choice(sorted(workers))
+            if rng.random() < 0.3:
+                workers[name].kill()
+            else:
+                workers[name].send_signal(signal.SIGTERM)
+            workers[name].wait()
+            workers[name] = ns.start_worker(name)
+            restarts += 1
+        assert restarts >= 5
+        outputs = outputs_once_drained(ns, truth, feeder, fed)
+    assert_exactly_once(outputs, truth)
+    assert_investor_order(outputs, truth)
+
+
+def assert_investor_order(outputs: Outputs, truth: list[dict[str, Any]]) -> None:
+    """Within each exchange topic, one investor's reports keep their ingress order."""
     index = {t["report_id"]: t["index"] for t in truth}
     for records in outputs.exchange.values():
         last: dict[str, int] = {}
