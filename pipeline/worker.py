@@ -388,11 +388,23 @@ class Worker:
                 return
             except BufferError:
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._STATE or not self.transaction_open:
+                    raise
+                # librdkafka takes no more records once a delivery of this transaction has failed
+                # (before its report reaches `_delivered`): abort it, like a failed delivery.
+                error = KafkaError(KafkaError._STATE, "transaction failed", txn_requires_abort=True)
+                raise KafkaException(error) from exc
 
     def _commit(self, offsets: list[TopicPartition], metadata: object) -> None:
         # Every output must be acknowledged before the offsets commit with them: a record
-        # that failed delivery aborts the whole batch instead of silently going missing.
-        remaining = self.producer.flush(60)
+        # that failed delivery aborts the whole batch instead of silently going missing. The
+        # first failure ends the wait: librdkafka sends none of the transaction's other records
+        # after it, and they would only time out, with the transaction (30 s).
+        deadline = time.monotonic() + 60
+        remaining = self.producer.flush(0.05)
+        while remaining and not self.delivery_errors and time.monotonic() < deadline:
+            remaining = self.producer.flush(0.05)
         if self.delivery_errors or remaining:
             errors, self.delivery_errors = self.delivery_errors, []
             reason = errors[0] if errors else f"{remaining} records unacknowledged"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from pipeline import localrun, readback, refstore
 from pipeline.commands.generate import generate_market
@@ -209,6 +209,48 @@ def test_workers_restarting_at_random_keep_exactly_once(
         outputs = outputs_once_drained(ns, truth, feeder, fed)
     assert_exactly_once(outputs, truth)
     assert_investor_order(outputs, truth)
+
+
+def test_an_output_refused_for_a_while_is_retried_exactly_once(
+    kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """While lt.reports refuses every write (its `max.message.bytes` below any batch of reports),
+    each transaction that writes it fails a delivery, is aborted, and its records are consumed
+    again from the committed offsets, again and again as reports stream in; the worker stays up
+    (it is the only one), and once the limit is lifted every report arrives exactly once."""
+    market_dir, summary = small_market
+    truth = load_truth(market_dir)[:2000]
+    lines = (market_dir / "ingress.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "first.jsonl").write_text("".join(lines[:200]))
+    (tmp_path / "refused.jsonl").write_text("".join(lines[200:2000]))
+    with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
+        ns.env.update(CRASH_ENV)
+        load_reference(ns.settings, market_dir)
+        admin = AdminClient(ns.settings.kafka.client_config())
+        ns.start_worker("refused")
+        localrun.feed(ns.settings, tmp_path / "first.jsonl")
+        localrun.wait_drained(ns.settings, 200, timeout=120)
+        # Room for a transaction marker (about 80 bytes: the aborts must complete), none for a report.
+        _set_max_message_bytes(admin, ns.settings.topics.reports, "300")
+        feeder, fed = start_feed(ns.settings, tmp_path / "refused.jsonl", rate=600.0)
+        time.sleep(1.5)  # half the feed, refused
+        refused = localrun.feedback_count(ns.settings)
+        _set_max_message_bytes(admin, ns.settings.topics.reports, None)
+        outputs = outputs_once_drained(ns, truth, feeder, fed)
+        aborts = ns.worker_logs().count('"aborting batch"')
+    assert refused < 300, "reports got through while lt.reports refused them"
+    assert aborts >= 3, aborts
+    assert_exactly_once(outputs, truth)
+    assert_investor_order(outputs, truth)
+
+
+def _set_max_message_bytes(admin: AdminClient, topic: str, value: str | None) -> None:
+    """Set `max.message.bytes` of `topic` (None: back to the broker's default)."""
+    op = AlterConfigOpType.SET if value is not None else AlterConfigOpType.DELETE
+    entry = ConfigEntry("max.message.bytes", value or "", incremental_operation=op)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
 
 
 def assert_investor_order(outputs: Outputs, truth: list[dict[str, Any]]) -> None:
