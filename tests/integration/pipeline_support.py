@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline import localrun, readback, refstore, schemas
 from pipeline.config import Settings
 from pipeline.errors import RejectError
-from pipeline.topics import ensure_topics, output_topics
+from pipeline.topics import ensure_topics, ingress_topic, output_topics
 
 
 def free_ports(count: int) -> list[int]:
@@ -104,21 +105,59 @@ def namespace(
                 future.result(timeout=60)
 
 
+def onboard_reporters(ns: Namespace, truth: list[dict[str, Any]]) -> AdminClient:
+    """Create the ingress topics of `truth`'s reporters, as onboarding does, so that workers get
+    partitions before the first report; returns the admin client used."""
+    admin = AdminClient(ns.settings.kafka.client_config())
+    reporters = sorted({t["topic"].removeprefix("lt.ingress.") for t in truth})
+    ensure_topics(admin, ns.settings, [ingress_topic(ns.settings, reporter) for reporter in reporters])
+    return admin
+
+
 def drain(ns: Namespace, truth: list[dict[str, Any]], timeout: float = 300.0) -> None:
-    """Wait until every report has its feedback; if they do not all come, fail naming the reports
-    without feedback, the duplicated ones and what the workers logged."""
+    """Wait until every report has its feedback; if they do not all come, fail saying which reports
+    have none, which have more than one, where the missing ones sit on the ingress topics against
+    the group's committed offsets, and what the workers logged."""
     try:
         localrun.wait_drained(ns.settings, len(truth), timeout=timeout)
     except TimeoutError as exc:
-        feedback = Counter(f["report_id"] for f in read_outputs(ns.settings).feedback)
-        # E101 feedback is named by the record's position, not its report ID.
-        missing = [t for t in truth if t["code"] != "E101" and t["report_id"] not in feedback]
-        duplicated = sorted(k for k, n in feedback.items() if n > 1)
-        described = [{k: t[k] for k in ("index", "report_id", "topic", "investor", "outcome")} for t in missing[:5]]
-        raise AssertionError(
-            f"{exc}: {len(missing)} reports without feedback, e.g. {described}; "
-            f"{len(duplicated)} with more than one, e.g. {duplicated[:5]}; worker log:\n{ns.worker_logs()[-6000:]}"
-        ) from None
+        try:
+            details = shortfall(ns, truth)
+        except Exception as failure:  # the shortfall, not its details, is what fails the test
+            details = f"(details unavailable: {failure!r}) worker log:\n{ns.worker_logs()[-6000:]}"
+        raise AssertionError(f"{exc}: {details}") from None
+
+
+def shortfall(ns: Namespace, truth: list[dict[str, Any]]) -> str:
+    """What `drain` reports when feedback is missing."""
+    client = ns.settings.kafka.client_config()
+    feedback = Counter(f["report_id"] for f in read_outputs(ns.settings).feedback)
+    # E101 feedback is named by the record's position, not its report ID.
+    missing = {t["report_id"] for t in truth if t["code"] != "E101" and t["report_id"] not in feedback}
+    duplicated = sorted(k for k, n in feedback.items() if n > 1)
+    topics = readback.topics_matching(client, ns.settings.topics.ingress_prefix)
+    ingress = readback.read_placed(client, topics, decode=False)
+    found, position = [], Counter[tuple[str, int]]()
+    for topic, records in ingress.items():
+        for partition, _, raw in records:
+            position[(topic, partition)] += 1
+            with contextlib.suppress(RejectError):
+                if schemas.decode(raw)[1]["report_id"] in missing:
+                    found.append(f"{topic}[{partition}] record {position[(topic, partition)]}")
+    ends = readback.high_watermarks(client, topics)
+    group = Consumer({**client, "group.id": ns.settings.kafka.group, "enable.auto.commit": False})
+    try:
+        committed = group.committed([TopicPartition(t, p) for t, p in ends], timeout=10)
+    finally:
+        group.close()
+    behind = {f"{tp.topic}[{tp.partition}]": (tp.offset, ends[(tp.topic, tp.partition)])
+              for tp in committed if tp.offset != ends[(tp.topic, tp.partition)]}  # fmt: skip
+    return (
+        f"{len(missing)} reports without feedback, {len(found)} of them on ingress: {found[:5]}; "
+        f"{sum(len(r) for r in ingress.values())} ingress records; partitions whose committed offset is not "
+        f"their end (committed, end): {behind}; {len(duplicated)} reports with more feedback than one, e.g. "
+        f"{duplicated[:5]}; worker log:\n{ns.worker_logs()[-6000:]}"
+    )
 
 
 def load_reference(settings: Settings, market_dir: Path) -> None:

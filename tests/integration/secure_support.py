@@ -34,7 +34,7 @@ from pipeline.commands.generate import generate_market
 from pipeline.config import Settings, TopicNames
 from pipeline.topics import ensure_topics, ingress_topic
 
-from .pipeline_support import Outputs, free_ports, load_reference, load_truth, namespace, read_outputs
+from .pipeline_support import Outputs, drain, free_ports, load_reference, load_truth, namespace, read_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_PRINCIPALS = "e2e-"  # principal prefix of the secured run; other tests use their own
@@ -226,7 +226,7 @@ def _run_pipeline(cluster: SecureCluster, workdir: Path) -> SecuredRun:
             path.write_text("\n".join(lines) + "\n")
             kafka = replace(ns.settings.kafka, sasl_username=user, sasl_password_file=creds / f"{user}.password")
             localrun.feed(replace(ns.settings, kafka=kafka), path)
-        localrun.wait_drained(ns.settings, len(truth), timeout=150)
+        drain(ns, truth, timeout=150)
 
         views: dict[str, bytes] = {}
         for name, worker in workers.items():

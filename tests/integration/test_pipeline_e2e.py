@@ -20,7 +20,6 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from pipeline import localrun, readback, refstore
 from pipeline.commands.generate import generate_market
 from pipeline.config import Settings
-from pipeline.topics import ensure_topics, ingress_topic
 
 from .pipeline_support import (
     Namespace,
@@ -32,6 +31,7 @@ from .pipeline_support import (
     load_reference,
     load_truth,
     namespace,
+    onboard_reporters,
     read_outputs,
 )
 
@@ -58,7 +58,7 @@ def test_generated_market_matches_ground_truth(kafka_bootstrap: str, market: tup
         ns.start_worker("a")
         ns.start_worker("b")
         localrun.feed(ns.settings, market_dir / "ingress.jsonl")
-        localrun.wait_drained(ns.settings, len(truth), timeout=300)
+        drain(ns, truth, timeout=300)
         assert ns.stop_workers() == [0, 0], ns.worker_logs()[-2000:]
         outputs = read_outputs(ns.settings)
         assert_outputs_follow_ingress(ns.settings)
@@ -188,9 +188,7 @@ def test_workers_restarting_at_random_keep_exactly_once(
     with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
         ns.env.update(CRASH_ENV)
         load_reference(ns.settings, market_dir)
-        admin = AdminClient(ns.settings.kafka.client_config())
-        reporters = sorted({t["topic"].removeprefix("lt.ingress.") for t in truth})
-        ensure_topics(admin, ns.settings, [ingress_topic(ns.settings, reporter) for reporter in reporters])
+        admin = onboard_reporters(ns, truth)
         workers = {name: ns.start_worker(name) for name in ("a", "b", "c")}
         localrun.wait_group_stable(admin, ns.settings.kafka.group, 3)  # each has partitions to lose
         feeder, fed = start_feed(ns.settings, market_dir / "ingress.jsonl", rate=200.0)
@@ -294,7 +292,7 @@ def test_a_worker_joining_and_leaving_keeps_exactly_once(
         second.send_signal(signal.SIGTERM)  # leaves the group: the first worker takes every partition back
         assert second.wait(30) == 0, ns.worker_logs()[-2000:]
         feeder.join()
-        localrun.wait_drained(ns.settings, len(truth), timeout=180)
+        drain(ns, truth, timeout=180)
         assert ns.stop_workers() == [0, 0], ns.worker_logs()[-2000:]
         outputs = read_outputs(ns.settings)
         # A worker that kept its old generation would have its first commit after each of the two
@@ -328,7 +326,7 @@ def test_a_transaction_takes_the_records_of_its_commit_interval(
         localrun.feed(ns.settings, tmp_path / "first.jsonl")  # the worker is running before the slow feed
         localrun.wait_drained(ns.settings, 20, timeout=120)
         localrun.feed(ns.settings, tmp_path / "slow.jsonl", rate=400 / feed_seconds)
-        localrun.wait_drained(ns.settings, len(truth), timeout=120)
+        drain(ns, truth, timeout=120)
         assert ns.stop_workers() == [0], ns.worker_logs()[-2000:]
         client, reports = ns.settings.kafka.client_config(), ns.settings.topics.reports
         records = Counter(p for p, _, _ in readback.read_placed(client, [reports], decode=False)[reports])
@@ -368,7 +366,7 @@ def test_reference_update_applies_without_restart(kafka_bootstrap: str, small_ma
         refstore.publish(ns.settings, "apps", [revoked])
         time.sleep(2.0)  # the worker polls reference topics between batches
         localrun.feed(ns.settings, tmp_path / "second.jsonl")
-        localrun.wait_drained(ns.settings, len(truth), timeout=180)
+        drain(ns, truth, timeout=180)
         assert ns.stop_workers() == [0]
         outputs = read_outputs(ns.settings)
 
@@ -402,7 +400,7 @@ def test_metrics_and_subscribe_resume(kafka_bootstrap: str, small_market: tuple[
         load_reference(ns.settings, market_dir)
         ns.start_worker("sub")
         localrun.feed(ns.settings, market_dir / "ingress.jsonl")
-        localrun.wait_drained(ns.settings, len(truth), timeout=180)
+        drain(ns, truth, timeout=180)
         # The counters move when the worker settles a commit, which it does on its next idle poll
         # (up to 0.2 s after the outputs became visible): scrape until they have, or 10 s passed.
         deadline = time.monotonic() + 10

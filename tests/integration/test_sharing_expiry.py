@@ -19,7 +19,7 @@ import pytest
 from pipeline import localrun, readback
 from pipeline.commands.generate import generate_market
 
-from .pipeline_support import load_reference, load_truth, namespace
+from .pipeline_support import drain, load_reference, load_truth, namespace, onboard_reporters
 
 WINDOW_S = 160
 STEP_MS = WINDOW_S * 1000 // 16  # the expiry lag the contract allows, and the changelog's time resolution
@@ -54,10 +54,15 @@ def test_a_worker_tombstones_idle_keys_on_the_changelog(
     truth = load_truth(market_dir)
     with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
         load_reference(ns.settings, market_dir)
+        admin = onboard_reporters(ns, truth)
         ns.start_worker("expiry", {"LT_PIPELINE_SHARING_WINDOW_SECONDS": str(WINDOW_S),
                                    "LT_PIPELINE_SHARING_EXPIRY_GRACE_SECONDS": "0"})  # fmt: skip
+        # Fed once the worker has its partitions, as live: a worker takes seconds to start, and
+        # processing their backlog in a few transactions would write fewer states (a key seen and
+        # gone idle within one transaction gets its tombstone only).
+        localrun.wait_group_stable(admin, ns.settings.kafka.group, 1)
         localrun.feed(ns.settings, market_dir / "ingress.jsonl", rate=200.0)
-        localrun.wait_drained(ns.settings, len(truth), timeout=120)
+        drain(ns, truth, timeout=120)
         assert ns.stop_workers() == [0], ns.worker_logs()[-2000:]
         topic = ns.settings.topics.sharing_state
         records = readback.read_all(ns.settings.kafka.client_config(), [topic], decode=False)[topic]

@@ -41,7 +41,7 @@ from pipeline.store.periods import Period
 from pipeline.store.policy import Retention
 from pipeline.store.sink import Sink
 
-from .pipeline_support import Namespace, load_reference, namespace
+from .pipeline_support import Namespace, drain, load_reference, namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -116,7 +116,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ns.start_worker("a")
         ns.start_worker("b")
         localrun.feed(ns.settings, generated.directory / "ingress.jsonl")
-        localrun.wait_drained(ns.settings, len(generated.truth), timeout=300)
+        drain(ns, generated.truth, timeout=300)
         assert ns.stop_workers() == [0, 0], ns.worker_logs()[-2000:]
         yield Run(generated, ns)
 
