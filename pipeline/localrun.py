@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,13 +49,16 @@ def start_worker(env: Mapping[str, str], instance: str, log: IO[Any] | None = No
     )
 
 
+def onboard(admin: AdminClient, settings: Settings, reporters: Iterable[str]) -> None:
+    """Create the reporters' ingress topics with the configured partitions, as onboarding does."""
+    ensure_topics(admin, settings, [ingress_topic(settings, reporter) for reporter in sorted(reporters)])
+
+
 def feed(settings: Settings, ingress_jsonl: Path, *, rate: float = 0.0, progress: bool = False) -> int:
     """Produce a generated ingress file, mapping `lt.ingress.` onto the configured ingress prefix."""
     records = [json.loads(line) for line in ingress_jsonl.read_text().splitlines()]
-    reporters = {r["topic"].removeprefix("lt.ingress.") for r in records}
-    # Onboarding a reporter creates its ingress topic with the configured partitions.
-    ensure_topics(AdminClient(settings.kafka.client_config()), settings,
-                  [ingress_topic(settings, reporter) for reporter in sorted(reporters)])  # fmt: skip
+    onboard(AdminClient(settings.kafka.client_config()), settings,
+            {r["topic"].removeprefix("lt.ingress.") for r in records})  # fmt: skip
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5, "compression.type": "lz4",
                          "partitioner": "murmur2_random"})  # fmt: skip

@@ -55,6 +55,17 @@ def high_watermarks(client: Mapping[str, Any], topics: Iterable[str]) -> dict[tu
         consumer.close()
 
 
+def committed_offsets(client: Mapping[str, Any], group: str,
+                      partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:  # fmt: skip
+    """(topic, partition) → the offset `group` has committed there (negative: none)."""
+    consumer = Consumer({**client, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+        return {(tp.topic, tp.partition): tp.offset for tp in committed}
+    finally:
+        consumer.close()
+
+
 def read_all(
     client: Mapping[str, Any], topics: Iterable[str], *, decode: bool = True, timeout: float = 60.0
 ) -> dict[str, list[tuple[bytes | None, Any]]]:

@@ -194,8 +194,10 @@ class Worker:
         the whole batch timeout of a plain consume.
         """
         first = self.consumer.poll(wait_s)
-        if first is None or size == 1:
-            return [] if first is None else [first]
+        if first is None:
+            return []
+        if size == 1:
+            return [first]
         revokes = self.revokes
         rest = self.consumer.consume(size - 1, timeout=linger_s)
         if self.revokes != revokes:

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline import localrun, readback, refstore, schemas
 from pipeline.config import Settings
 from pipeline.errors import RejectError
-from pipeline.topics import ensure_topics, ingress_topic, output_topics
+from pipeline.topics import ensure_topics, output_topics
 
 
 def free_ports(count: int) -> list[int]:
@@ -109,8 +108,7 @@ def onboard_reporters(ns: Namespace, truth: list[dict[str, Any]]) -> AdminClient
     """Create the ingress topics of `truth`'s reporters, as onboarding does, so that workers get
     partitions before the first report; returns the admin client used."""
     admin = AdminClient(ns.settings.kafka.client_config())
-    reporters = sorted({t["topic"].removeprefix("lt.ingress.") for t in truth})
-    ensure_topics(admin, ns.settings, [ingress_topic(ns.settings, reporter) for reporter in reporters])
+    localrun.onboard(admin, ns.settings, {t["topic"].removeprefix("lt.ingress.") for t in truth})
     return admin
 
 
@@ -145,13 +143,8 @@ def shortfall(ns: Namespace, truth: list[dict[str, Any]]) -> str:
                 if schemas.decode(raw)[1]["report_id"] in missing:
                     found.append(f"{topic}[{partition}] record {position[(topic, partition)]}")
     ends = readback.high_watermarks(client, topics)
-    group = Consumer({**client, "group.id": ns.settings.kafka.group, "enable.auto.commit": False})
-    try:
-        committed = group.committed([TopicPartition(t, p) for t, p in ends], timeout=10)
-    finally:
-        group.close()
-    behind = {f"{tp.topic}[{tp.partition}]": (tp.offset, ends[(tp.topic, tp.partition)])
-              for tp in committed if tp.offset != ends[(tp.topic, tp.partition)]}  # fmt: skip
+    committed = readback.committed_offsets(client, ns.settings.kafka.group, ends)
+    behind = {f"{t}[{p}]": (offset, ends[(t, p)]) for (t, p), offset in committed.items() if offset != ends[(t, p)]}
     return (
         f"{len(missing)} reports without feedback, {len(found)} of them on ingress: {found[:5]}; "
         f"{sum(len(r) for r in ingress.values())} ingress records; partitions whose committed offset is not "
