@@ -2,14 +2,22 @@
 
 Names, partitions, replication and retention come from `Settings`; an existing topic is
 left as it is. Exchange topics keep at least 30 days; reference topics are compacted.
+
+A created topic is returned once every partition's leader serves it. The broker lists a new
+partition in its metadata a moment before its replica manager has the partition; a produce
+request in that moment fails with NOT_LEADER_OR_FOLLOWER, and librdkafka's idempotent producer
+then takes the failed request's records for delivered when its next request to the partition
+succeeds (the "implicit ack"; a record lost while acknowledged, seen in the tests).
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from pipeline.config import Settings
@@ -70,4 +78,32 @@ def ensure_topics(admin: AdminClient, settings: Settings, specs: Iterable[TopicS
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent worker won the race
                 raise ConfigError(f"cannot create topic {name}: {exc.args[0].str()}") from None
+    # Topics a concurrent creator won may be as new as ours.
+    wait_served(settings, [wanted[topic.topic] for topic in missing])
     return created
+
+
+def wait_served(settings: Settings, specs: Iterable[TopicSpec], timeout: float = 30.0) -> None:
+    """Until every partition of `specs` answers a ListOffsets request: its leader serves it."""
+    pending = [TopicPartition(spec.name, p) for spec in specs for p in range(spec.partitions)]
+    if not pending:
+        return
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"lookthrough-topics-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False})  # fmt: skip
+    deadline = time.monotonic() + timeout
+    try:
+        while pending:
+            waiting = []
+            for tp in pending:
+                try:
+                    consumer.get_watermark_offsets(tp, timeout=max(0.1, deadline - time.monotonic()))
+                except KafkaException as exc:
+                    if time.monotonic() >= deadline:
+                        raise ConfigError(f"partition {tp.topic}[{tp.partition}] is not served {timeout:.0f}s after "
+                                          f"its creation: {exc.args[0].str()}") from None
+                    waiting.append(tp)
+            pending = waiting
+            if pending:
+                time.sleep(0.02)
+    finally:
+        consumer.close()
