@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -20,7 +21,7 @@ from confluent_kafka import ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
 
 from pipeline.config import Settings
-from pipeline.readback import read_all, topics_matching
+from pipeline.readback import high_watermarks, read_all, topics_matching
 from pipeline.topics import ensure_topics, ingress_topic
 
 
@@ -59,14 +60,19 @@ def feed(settings: Settings, ingress_jsonl: Path, *, rate: float = 0.0, progress
     records = [json.loads(line) for line in ingress_jsonl.read_text().splitlines()]
     onboard(AdminClient(settings.kafka.client_config()), settings,
             {r["topic"].removeprefix("lt.ingress.") for r in records})  # fmt: skip
+    topics = {settings.topics.ingress(r["topic"].removeprefix("lt.ingress.")) for r in records}
+    before = high_watermarks(settings.kafka.client_config(), topics)  # a topic just created may lack from it
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5, "compression.type": "lz4",
                          "partitioner": "murmur2_random"})  # fmt: skip
     failures: list[str] = []
+    placed: Counter[tuple[str, int, int | None]] = Counter()
 
-    def delivered(err: Any, _msg: Any) -> None:
+    def delivered(err: Any, msg: Any) -> None:
         if err is not None:
             failures.append(str(err))
+        else:
+            placed[(msg.topic(), msg.partition(), msg.offset())] += 1
 
     start = time.monotonic()
     for count, record in enumerate(records, 1):
@@ -91,7 +97,29 @@ def feed(settings: Settings, ingress_jsonl: Path, *, rate: float = 0.0, progress
     if failures or remaining:
         reason = failures[0] if failures else f"{remaining} still queued after 120 s"
         raise RuntimeError(f"{len(failures) + remaining} ingress records were not delivered: {reason}")
+    _check_placed(settings, topics, before, placed)
     return len(records)
+
+
+def _check_placed(settings: Settings, topics: Iterable[str], before: Mapping[tuple[str, int], int],
+                  placed: Counter[tuple[str, int, int | None]]) -> None:  # fmt: skip
+    """Raise unless every acknowledged record is on its partition: at an offset of its own, and
+    the partition grew by the records acknowledged there (nobody else writes a reporter's topic)."""
+    # librdkafka acknowledges without an offset the records of a failed request when a later request
+    # succeeds (its "implicit ack"), and the broker answers a batch it takes for a retry with the
+    # first one's offset: either can be a record it never appended.
+    unplaced = sorted({(topic, partition) for topic, partition, offset in placed if offset is None or offset < 0})
+    shared = sorted((t, p, o) for (t, p, o), n in placed.items() if n > 1 and o is not None and o >= 0)
+    if unplaced or shared:
+        raise RuntimeError(f"ingress records were acknowledged without an offset, in {unplaced[:5]}, or at one "
+                           f"another record has: {shared[:5]}")
+    after = high_watermarks(settings.kafka.client_config(), topics)
+    acknowledged = Counter((topic, partition) for topic, partition, _ in placed)
+    grown = {tp: after.get(tp, 0) - before.get(tp, 0) for tp in acknowledged}
+    short = {tp: (grown[tp], n) for tp, n in acknowledged.items() if grown[tp] < n}
+    if short:
+        raise RuntimeError(f"ingress partitions grew by fewer records than were acknowledged there "
+                           f"(grown, acknowledged): {short}")
 
 
 def _bar(label: str, done: int, total: int) -> None:

@@ -16,12 +16,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pipeline import schemas
 
 
-def _consumer(client: Mapping[str, Any]) -> Consumer:
+def _consumer(client: Mapping[str, Any], committed_only: bool = True) -> Consumer:
     return Consumer({
         **client,
         "group.id": f"lookthrough-readback-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,
-        "isolation.level": "read_committed",
+        "isolation.level": "read_committed" if committed_only else "read_uncommitted",
     })
 
 
@@ -77,10 +77,12 @@ def read_all(
 
 
 def read_placed(
-    client: Mapping[str, Any], topics: Iterable[str], *, decode: bool = True, timeout: float = 60.0
+    client: Mapping[str, Any], topics: Iterable[str], *, decode: bool = True, timeout: float = 60.0,
+    committed_only: bool = True,
 ) -> dict[str, list[tuple[int, bytes | None, Any]]]:
-    """As `read_all`, each record as (partition, key, value); each partition's records in their order."""
-    consumer = _consumer(client)
+    """As `read_all`, each record as (partition, key, value); each partition's records in their order.
+    With `committed_only` False, records of open and aborted transactions too."""
+    consumer = _consumer(client, committed_only)
     out: dict[str, list[tuple[int, bytes | None, Any]]] = {}
     try:
         metadata = consumer.list_topics(timeout=10).topics

@@ -142,12 +142,15 @@ def shortfall(ns: Namespace, truth: list[dict[str, Any]]) -> str:
             with contextlib.suppress(RejectError):
                 if schemas.decode(raw)[1]["report_id"] in missing:
                     found.append(f"{topic}[{partition}] record {position[(topic, partition)]}")
+    uncommitted = sum(len(r) for r in readback.read_placed(client, topics, decode=False, committed_only=False).values())
     ends = readback.high_watermarks(client, topics)
     committed = readback.committed_offsets(client, ns.settings.kafka.group, ends)
     behind = {f"{t}[{p}]": (offset, ends[(t, p)]) for (t, p), offset in committed.items() if offset != ends[(t, p)]}
     return (
-        f"{len(missing)} reports without feedback, {len(found)} of them on ingress: {found[:5]}; "
-        f"{sum(len(r) for r in ingress.values())} ingress records; partitions whose committed offset is not "
+        f"{len(missing)} reports without feedback, e.g. {sorted(missing)[:5]}, {len(found)} of them on ingress: "
+        f"{found[:5]}; {sum(len(r) for r in ingress.values())} ingress records read ({uncommitted} with "
+        f"read_uncommitted), of {sum(ends.values())} (the sum of the ingress partitions' end offsets); "
+        f"partitions whose committed offset is not "
         f"their end (committed, end): {behind}; {len(duplicated)} reports with more feedback than one, e.g. "
         f"{duplicated[:5]}; worker log:\n{ns.worker_logs()[-6000:]}"
     )
