@@ -51,6 +51,7 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline import ahead, metrics
 from pipeline.config import Settings
+from pipeline.errors import ConfigError
 from pipeline.process import Decrypting, Output, Processor
 from pipeline.refdata import ReferenceData
 from pipeline.refstore import ReferenceFollower
@@ -225,6 +226,8 @@ class Worker:
                 self._ensure_feedback_topic(reporter)
             except KafkaException as exc:  # tried again before the reporter's first record
                 log.warning("feedback topic not ready", extra={"kafka_error": exc.args[0].name()})
+            except ConfigError as exc:  # created, but not served in time; tried again likewise
+                log.warning("feedback topic not ready", extra={"detail": str(exc)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Commit what was processed before the partitions go to another worker."""
