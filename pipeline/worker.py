@@ -143,6 +143,7 @@ class Worker:
         self.processed = 0
         self.rewinds = 0  # times the consumer was rewound to the committed offsets (`_rewind`)
         self.revokes = 0  # times the group took this worker's partitions (`_on_revoke`)
+        self.aborts_in_a_row = 0  # since the last commit that succeeded (`_recover` backs off on them)
 
     def stop(self, *_: object) -> None:
         self.running = False
@@ -431,6 +432,7 @@ class Worker:
             self._recover(exc)
             return False
         self.sharing.confirm_changes()
+        self.aborts_in_a_row = 0
         for counter, tally in ((metrics.RECORDS_IN, batch.records_in), (metrics.RECORDS_OUT, batch.records_out),
                                (metrics.REJECTS, batch.rejects), (metrics.WARNINGS, batch.warnings)):  # fmt: skip
             for label, count in tally.items():
@@ -459,6 +461,13 @@ class Worker:
         self.sharing.discard_changes()
         self.group_metadata = None  # asked again: a refused offset commit may mean a generation we missed
         self._rewind()
+        # A failure that lasts (a topic refusing writes, a broker away) would otherwise make a tight
+        # loop of transactions aborted as soon as they are tried; one abort alone is retried at once.
+        self.aborts_in_a_row += 1
+        pause = abort_backoff(self.aborts_in_a_row)
+        if pause > 0:
+            log.warning("backing off after aborts", extra={"aborts_in_a_row": self.aborts_in_a_row, "seconds": pause})
+            time.sleep(pause)
 
     def _rewind(self) -> None:
         """Seek every assigned partition to its committed offset: what was consumed since comes again."""
@@ -487,6 +496,13 @@ class Worker:
         self.ref_follower.close()
         self.sharing_follower.close()
         self.producer.flush(10)
+
+
+def abort_backoff(aborts_in_a_row: int) -> float:
+    """Seconds to pause after the n-th abort in a row: none after the first, then 0.1 s doubling up to 5 s."""
+    if aborts_in_a_row <= 1:
+        return 0.0
+    return min(0.1 * 2.0 ** min(aborts_in_a_row - 2, 6), 5.0)
 
 
 def _position(message: Message) -> tuple[str, int, int]:

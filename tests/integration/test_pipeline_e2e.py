@@ -214,8 +214,9 @@ def test_an_output_refused_for_a_while_is_retried_exactly_once(
 ) -> None:
     """While lt.reports refuses every write (its `max.message.bytes` below any batch of reports),
     each transaction that writes it fails a delivery, is aborted, and its records are consumed
-    again from the committed offsets, again and again as reports stream in; the worker stays up
-    (it is the only one), and once the limit is lifted every report arrives exactly once."""
+    again from the committed offsets, again and again as reports stream in, with growing pauses
+    between; the worker stays up (it is the only one), and once the limit is lifted every report
+    arrives exactly once."""
     market_dir, summary = small_market
     truth = load_truth(market_dir)[:2000]
     lines = (market_dir / "ingress.jsonl").read_text().splitlines(keepends=True)
@@ -236,8 +237,10 @@ def test_an_output_refused_for_a_while_is_retried_exactly_once(
         _set_max_message_bytes(admin, ns.settings.topics.reports, None)
         outputs = outputs_once_drained(ns, truth, feeder, fed)
         aborts = ns.worker_logs().count('"aborting batch"')
+        pauses = ns.worker_logs().count('"backing off after aborts"')
     assert refused < 300, "reports got through while lt.reports refused them"
     assert aborts >= 3, aborts
+    assert 1 <= pauses < aborts, (pauses, aborts)  # a run of aborts backs off; the first of a run does not
     assert_exactly_once(outputs, truth)
     assert_investor_order(outputs, truth)
 
