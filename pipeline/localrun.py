@@ -58,10 +58,10 @@ def onboard(admin: AdminClient, settings: Settings, reporters: Iterable[str]) ->
 def feed(settings: Settings, ingress_jsonl: Path, *, rate: float = 0.0, progress: bool = False) -> int:
     """Produce a generated ingress file, mapping `lt.ingress.` onto the configured ingress prefix."""
     records = [json.loads(line) for line in ingress_jsonl.read_text().splitlines()]
-    onboard(AdminClient(settings.kafka.client_config()), settings,
-            {r["topic"].removeprefix("lt.ingress.") for r in records})  # fmt: skip
-    topics = {settings.topics.ingress(r["topic"].removeprefix("lt.ingress.")) for r in records}
-    before = high_watermarks(settings.kafka.client_config(), topics)  # a topic just created may lack from it
+    reporters = {r["topic"].removeprefix("lt.ingress.") for r in records}
+    onboard(AdminClient(settings.kafka.client_config()), settings, reporters)
+    topics = {settings.topics.ingress(reporter) for reporter in reporters}
+    before = high_watermarks(settings.kafka.client_config(), topics)
     producer = Producer({**settings.kafka.client_config(), "enable.idempotence": True,
                          "acks": "all", "linger.ms": 5, "compression.type": "lz4",
                          "partitioner": "murmur2_random"})  # fmt: skip

@@ -225,9 +225,7 @@ class Worker:
         for reporter in {self.settings.topics.reporter_of(tp.topic) for tp in partitions}:
             try:
                 self._ensure_feedback_topic(reporter)
-            except KafkaException as exc:  # tried again before the reporter's first record
-                log.warning("feedback topic not ready", extra={"kafka_error": exc.args[0].name()})
-            except ConfigError as exc:  # created, but not served in time; tried again likewise
+            except (KafkaException, ConfigError) as exc:  # tried again before the reporter's first record
                 log.warning("feedback topic not ready", extra={"detail": str(exc)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
