@@ -16,6 +16,8 @@ from pipeline import localrun, readback
 from pipeline.config import Settings
 from pipeline.topics import ensure_topics, ingress_topic
 
+from .conftest import delete_topics
+
 
 def test_every_partition_of_a_created_topic_is_served_at_once(kafka_bootstrap: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -38,7 +40,4 @@ def test_every_partition_of_a_created_topic_is_served_at_once(kafka_bootstrap: s
         assert ensure_topics(admin, settings, specs) == []  # existing topics are left alone
     finally:
         consumer.close()
-        names = readback.topics_matching(client, prefix)
-        if names:
-            for future in admin.delete_topics(names, operation_timeout=30).values():
-                future.result(timeout=60)
+        delete_topics(admin, readback.topics_matching(client, prefix))
