@@ -100,6 +100,11 @@ class PipelineSettings:
     batch_size: int = 500
     batch_timeout_ms: int = 5
     commit_interval_ms: int = 100
+    # Under a backlog (a worker that has consumed only full batches for `backlog_after_ms`) a
+    # transaction takes the records of this span instead: fewer, larger transactions. 0 (or
+    # anything not above the commit interval) keeps `commit_interval_ms` always.
+    backlog_commit_interval_ms: int = 400
+    backlog_after_ms: int = 500
     # How long a worker that died without leaving the group (SIGKILL, a lost host) keeps its
     # partitions, and every other worker waits, before the group reassigns them.
     session_timeout_ms: int = 45_000

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pipeline import schemas
 from pipeline.config import PROCESSING_SYSTEM, Settings
-from pipeline.crypto.suites import blob_suite
+from pipeline.crypto.suites import Suite, blob_suite
 from pipeline.errors import RejectError
 from pipeline.refdata import ReferenceData
 from pipeline.stages import decode, enrich, normalize, route
@@ -23,14 +23,17 @@ REPORTS = "lookthrough.TerminalRecord"
 EXCHANGE = "lookthrough.ExchangeRecord"
 FEEDBACK = "lookthrough.Feedback"
 DEAD_LETTER = "lookthrough.DeadLetter"
+_SUITE_LABELS = {bytes([suite]): suite.label for suite in Suite}  # by a blob's first byte; blob_suite is slower
 
 
 class Decrypting(Protocol):
     def decrypt(self, vendor_id: str, key_version: int, blob: bytes, now_ms: int | None = None) -> bytes: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+class Output(NamedTuple):
+    """One record to produce. A named tuple: an accepted report makes three or four of them, and a
+    tuple is built in a third of a frozen dataclass's time (~0.2 µs against ~0.6)."""
+
     topic: str
     key: bytes | None
     value: bytes
@@ -87,16 +90,21 @@ class Processor:
         self.enrich_settings = enrich.EnrichSettings(
             p.fingerprint_key, p.sharing_max_investors, p.sharing_window_seconds * 1000
         )
+        self._provenance: dict[tuple[str, str], dict[str, Any]] = {}
 
     def provenance(self, schema_fingerprint: str, now_ms: int, source: str) -> dict[str, Any]:
-        return {
-            "source": source,
-            "processing_system": PROCESSING_SYSTEM,
-            "pipeline_instance": self.settings.pipeline.instance,
-            "pipeline_version": self.settings.pipeline.version,
-            "schema_fingerprint": schema_fingerprint,
-            "processed_at": now_ms,
-        }
+        # All but the time repeat for every record of a reporter and writer schema (decoding admits
+        # known schemas only, so there are few): copied from a template, not built field by field.
+        template = self._provenance.get((schema_fingerprint, source))
+        if template is None:
+            template = self._provenance[(schema_fingerprint, source)] = {
+                "source": source,
+                "processing_system": PROCESSING_SYSTEM,
+                "pipeline_instance": self.settings.pipeline.instance,
+                "pipeline_version": self.settings.pipeline.version,
+                "schema_fingerprint": schema_fingerprint,
+            }
+        return {**template, "processed_at": now_ms}
 
     def open(self, topic: str, value: bytes | None) -> Opened:
         """The decode stage alone, for `process(..., opened=)` later."""
@@ -111,7 +119,12 @@ class Processor:
     ) -> dict[str, Any]:
         """Run the stages (from `opened` on, if given); return the enriched TerminalRecord dict or
         raise RejectError."""
-        reporter = self.settings.topics.reporter_of(topic)
+        return self._accept(self.settings.topics.reporter_of(topic), topic, partition, offset, value, now_ms, opened)
+
+    def _accept(
+        self, reporter: str, topic: str, partition: int, offset: int, value: bytes | None, now_ms: int,
+        opened: Opened | None,
+    ) -> dict[str, Any]:
         decoded = decode.decode(value, reporter) if opened is None else opened.decoded_or_raise()
         line = decoded.line
         if opened is not None and opened.plaintext is not None:
@@ -119,7 +132,7 @@ class Processor:
         else:
             plaintext = self.keyring.decrypt(line.vendor_id, line.key_version, line.terminal_info, now_ms)
         record = normalize.normalize(decoded.envelope, line, plaintext, self.normalize_settings)
-        record["suite"] = blob_suite(line.terminal_info).label
+        record["suite"] = _SUITE_LABELS.get(line.terminal_info[:1]) or blob_suite(line.terminal_info).label
         enrich.enrich(record, self.ref, self.enrich_settings)
         # W409: the sharing state is kept per unique identifier of the device (see enrich).
         enrich.sharing_warning(record, self.sharing, self.enrich_settings)
@@ -135,7 +148,7 @@ class Processor:
         topics = self.settings.topics
         reporter = topics.reporter_of(topic)
         try:
-            record = self.accept(topic, partition, offset, key, value, now_ms, opened)
+            record = self._accept(reporter, topic, partition, offset, value, now_ms, opened)
         except RejectError as error:
             report_id, correction_of = _identity(value)
             original = value if value is not None else b""  # a tombstone on an ingress topic

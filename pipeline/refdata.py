@@ -33,13 +33,16 @@ def entity_key(kind: str, record: Mapping[str, Any]) -> str:
 
 @dataclass
 class ReferenceData:
-    """In-memory reference tables keyed by entity key."""
+    """In-memory reference tables keyed by entity key; they change through `apply` (and `load`)."""
 
     vendors: dict[str, dict[str, Any]] = field(default_factory=dict)
     apps: dict[str, dict[str, Any]] = field(default_factory=dict)
     brokers: dict[str, dict[str, Any]] = field(default_factory=dict)
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     subscribers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The last `licensed_exchanges` answer, (now_ms, answer); `apply` drops it. A worker asks once per
+    # record with the same now_ms for a whole consumed batch.
+    _licensed: tuple[int, frozenset[str]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def table(self, kind: str) -> dict[str, dict[str, Any]]:
         if kind not in KINDS:
@@ -50,6 +53,7 @@ class ReferenceData:
     def apply(self, kind: str, key: str, record: Mapping[str, Any] | None) -> None:
         """Upsert `record` under `key`, or delete the entity when `record` is None (a tombstone)."""
         table = self.table(kind)
+        self._licensed = None
         if record is None:
             table.pop(key, None)
         else:
@@ -72,10 +76,15 @@ class ReferenceData:
 
     def licensed_exchanges(self, now_ms: int) -> frozenset[str]:
         """Exchanges with at least one subscriber licensed and within its validity at `now_ms`."""
-        return frozenset(
+        last = self._licensed
+        if last is not None and last[0] == now_ms:
+            return last[1]
+        licensed = frozenset(
             sub["exchange"]
             for sub in self.subscribers.values()
             if sub["licensed"]
             and sub["valid_from"] <= now_ms
             and (sub.get("valid_to") is None or now_ms <= sub["valid_to"])
         )
+        self._licensed = (now_ms, licensed)
+        return licensed

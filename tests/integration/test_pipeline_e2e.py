@@ -310,12 +310,22 @@ def test_a_worker_joining_and_leaving_keeps_exactly_once(
     assert set(instances) == {"first", "second"}, instances
 
 
+def transactions_per_partition(ns: Namespace, truth: list[dict[str, Any]]) -> dict[int, int]:
+    """Committed transactions per lt.reports partition, once every accepted report is there: each
+    committed transaction leaves one marker in each partition it wrote, so a partition's
+    transactions are the gaps between its records (its end offset less its records)."""
+    client, reports = ns.settings.kafka.client_config(), ns.settings.topics.reports
+    records = Counter(p for p, _, _ in readback.read_placed(client, [reports], decode=False)[reports])
+    ends = readback.high_watermarks(client, [reports])
+    assert sum(records.values()) == sum(t["outcome"] == "accepted" for t in truth)
+    return {p: high - records[p] for (_, p), high in ends.items()}
+
+
 def test_a_transaction_takes_the_records_of_its_commit_interval(
     kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """Fed slowly, a worker commits once per commit interval, not once per record: every committed
-    transaction leaves one marker in each partition it wrote, so the gaps between the records of an
-    lt.reports partition count its transactions."""
+    """Fed slowly, a worker commits once per commit interval, not once per record (transactions
+    counted by their markers, `transactions_per_partition`)."""
     market_dir, summary = small_market
     truth = load_truth(market_dir)[:420]
     lines = (market_dir / "ingress.jsonl").read_text().splitlines(keepends=True)
@@ -331,16 +341,36 @@ def test_a_transaction_takes_the_records_of_its_commit_interval(
         localrun.feed(ns.settings, tmp_path / "slow.jsonl", rate=400 / feed_seconds)
         drain(ns, truth, timeout=120)
         assert ns.stop_workers() == [0], ns.worker_logs()[-2000:]
-        client, reports = ns.settings.kafka.client_config(), ns.settings.topics.reports
-        records = Counter(p for p, _, _ in readback.read_placed(client, [reports], decode=False)[reports])
-        ends = readback.high_watermarks(client, [reports])
-    assert sum(records.values()) == sum(t["outcome"] == "accepted" for t in truth)
-    transactions = {p: high - records[p] for (_, p), high in ends.items()}
+        transactions = transactions_per_partition(ns, truth)
     # Each partition takes records throughout the slow feed: a transaction per interval, give or
     # take one at either end, and the first records' own; committing per consumed batch would
     # make it one per few records.
     expected = feed_seconds / interval_s
     assert all(expected - 1 <= n <= expected + 3 for n in transactions.values()), transactions
+
+
+def test_a_worker_behind_a_backlog_takes_longer_transactions(
+    kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A worker that starts behind the whole market commits once per backlog interval while it
+    drains it, not once per commit interval: its transactions (`transactions_per_partition`) are
+    the few of its first moments, the backlog's and the tail's."""
+    market_dir, summary = small_market
+    truth = load_truth(market_dir)
+    with namespace(kafka_bootstrap, tmp_path, summary["keyring"]) as ns:
+        ns.env.update(LT_PIPELINE_COMMIT_INTERVAL_MS="20", LT_PIPELINE_BACKLOG_AFTER_MS="100",
+                      LT_PIPELINE_BACKLOG_COMMIT_INTERVAL_MS="10000")  # fmt: skip
+        load_reference(ns.settings, market_dir)
+        localrun.feed(ns.settings, market_dir / "ingress.jsonl")  # all of it before the worker starts
+        ns.start_worker("backlog")
+        drain(ns, truth, timeout=180)
+        assert ns.stop_workers() == [0], ns.worker_logs()[-2000:]
+        transactions = transactions_per_partition(ns, truth)
+    # 20 ms transactions for the first 100 ms of full batches (about five), one for the rest of
+    # the backlog (it ends at its commit interval once a batch comes short), a few at the end:
+    # 1-5 per partition here. Without the backlog interval, a transaction per 20 ms of the drain:
+    # 27-33 per partition here (LT_PIPELINE_BACKLOG_COMMIT_INTERVAL_MS 0), and the test fails.
+    assert all(1 <= n <= 15 for n in transactions.values()), transactions
 
 
 def test_reference_update_applies_without_restart(kafka_bootstrap: str, small_market: tuple[Path, dict[str, Any]],
