@@ -9,10 +9,12 @@ holds because the ingress key is the investor ID.
 
 A transaction takes the records that arrive within `commit_interval_ms` of its first one (under
 a backlog, those processed in that time), across as many consumed batches as that is, then
-commits. The broker's cost is per transaction and per partition written (one over eighteen
-partitions cost the local broker 8-11 ms of CPU, measured), so committing as often as possible
-made a moderate rate cost more per report than a backlog; Kafka Streams commits every 100 ms
-under exactly-once for the same reason.
+commits; a worker that has consumed only full batches for `backlog_after_ms` takes
+`backlog_commit_interval_ms` instead, until a batch comes short (`transaction_span_ms`). The
+broker's cost is per transaction and per partition written (one over eighteen partitions cost
+the local broker 8-11 ms of CPU, measured), so committing as often as possible made a moderate
+rate cost more per report than a backlog; Kafka Streams commits every 100 ms under exactly-once
+for the same reason.
 
 Outputs follow their input's partition: a record consumed from ingress partition p writes every
 output to partition p mod n of its topic (n: that topic's partitions), the changelog of the
@@ -136,7 +138,6 @@ class Worker:
         self.in_flight: tuple[Future[None], Batch] | None = None  # the transaction committing
         self.transaction_open = False
         self.group_metadata: object | None = None  # see `_group_metadata`
-        self.known_reporters: set[str] = set()
         self.feedback_ready: set[str] = set()  # ingress topics whose reporter's feedback topic exists
         self.partition_counts: dict[str, int] = {}  # output topic → partitions (`_partition_count`)
         self.delivery_errors: list[str] = []
@@ -229,9 +230,9 @@ class Worker:
         """Create feedback topics of newly seen reporters before any of their records is processed."""
         log.info("partitions assigned", extra={"partitions": len(partitions)})
         self.group_metadata = None  # a new generation
-        for reporter in {self.settings.topics.reporter_of(tp.topic) for tp in partitions}:
+        for topic in {tp.topic for tp in partitions}:
             try:
-                self._ensure_feedback_topic(reporter)
+                self._ensure_feedback_topic(topic)
             except (KafkaException, ConfigError) as exc:  # tried again before the reporter's first record
                 log.warning("feedback topic not ready", extra={"detail": str(exc)})
 
@@ -243,14 +244,15 @@ class Worker:
         self.finish_commit()
         self.group_metadata = None  # a new generation follows (lost partitions come here too: no on_lost)
 
-    def _ensure_feedback_topic(self, reporter: str) -> None:
-        if reporter in self.known_reporters:
+    def _ensure_feedback_topic(self, ingress_topic: str) -> None:
+        """Create the feedback topic of the reporter of `ingress_topic` unless done before."""
+        if ingress_topic in self.feedback_ready:
             return
-        spec = feedback_topic(self.settings, reporter)
+        spec = feedback_topic(self.settings, self.settings.topics.reporter_of(ingress_topic))
         ensure_topics(self.admin, self.settings, [spec])
         # Make the producer learn the new topic now, not in the middle of a transaction.
         self._partition_count(spec.name)
-        self.known_reporters.add(reporter)
+        self.feedback_ready.add(ingress_topic)
 
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
@@ -303,9 +305,8 @@ class Worker:
                         log.warning("consumer error", extra={"kafka_error": error.name()})
                     continue
                 topic, partition, offset = _position(message)
-                if topic not in self.feedback_ready:
-                    self._ensure_feedback_topic(self.settings.topics.reporter_of(topic))
-                    self.feedback_ready.add(topic)
+                if topic not in self.feedback_ready:  # checked here: a method call per record costs
+                    self._ensure_feedback_topic(topic)
                 opened = lookahead.opened(position - 1) if lookahead is not None else None
                 result = process(topic, partition, offset, message.key(), message.value(), now_ms, opened)
                 records_in[topic] += 1
