@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Protocol
 
 from pipeline import schemas
 from pipeline.config import PROCESSING_SYSTEM, Settings
-from pipeline.crypto.suites import Suite, blob_suite
+from pipeline.crypto.suites import blob_suite
 from pipeline.errors import RejectError
 from pipeline.refdata import ReferenceData
 from pipeline.stages import decode, enrich, normalize, route
@@ -23,7 +23,6 @@ REPORTS = "lookthrough.TerminalRecord"
 EXCHANGE = "lookthrough.ExchangeRecord"
 FEEDBACK = "lookthrough.Feedback"
 DEAD_LETTER = "lookthrough.DeadLetter"
-_SUITE_LABELS = {bytes([suite]): suite.label for suite in Suite}  # by a blob's first byte; blob_suite is slower
 
 
 class Decrypting(Protocol):
@@ -132,7 +131,7 @@ class Processor:
         else:
             plaintext = self.keyring.decrypt(line.vendor_id, line.key_version, line.terminal_info, now_ms)
         record = normalize.normalize(decoded.envelope, line, plaintext, self.normalize_settings)
-        record["suite"] = _SUITE_LABELS.get(line.terminal_info[:1]) or blob_suite(line.terminal_info).label
+        record["suite"] = blob_suite(line.terminal_info).label
         enrich.enrich(record, self.ref, self.enrich_settings)
         # W409: the sharing state is kept per unique identifier of the device (see enrich).
         enrich.sharing_warning(record, self.sharing, self.enrich_settings)
