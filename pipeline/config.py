@@ -108,6 +108,9 @@ class PipelineSettings:
     # How long a worker that died without leaving the group (SIGKILL, a lost host) keeps its
     # partitions, and every other worker waits, before the group reassigns them.
     session_timeout_ms: int = 45_000
+    # RSA blobs of the records ahead are decrypted in this many child processes (`pipeline.ahead`)
+    # when the worker's keyring comes from a file, else on `decrypt_threads` threads; 0 and 0: inline.
+    decrypt_processes: int = 2
     decrypt_threads: int = 2
     metrics_port: int = 0
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")

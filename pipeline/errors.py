@@ -27,6 +27,10 @@ class RejectError(LookthroughError):
         self.code = code
         self.message = message
 
+    def __reduce__(self) -> tuple[type[RejectError], tuple[str, str]]:
+        # Pickled by its own arguments: `args` holds the joined text, which __init__ does not take.
+        return type(self), (self.code, self.message)
+
 
 class EnvelopeError(RejectError):
     """The Kafka value or the report line is malformed (E101–E105)."""

@@ -85,7 +85,9 @@ class Batch:
 
 
 class Worker:
-    def __init__(self, settings: Settings, keyring: Decrypting) -> None:
+    def __init__(
+        self, settings: Settings, keyring: Decrypting, keyring_source: ahead.KeyringSource | None = None
+    ) -> None:
         self.settings = settings
         base = settings.kafka.client_config()
         self.admin = AdminClient(base)
@@ -95,7 +97,8 @@ class Worker:
         self.sharing = SharingTable.from_settings(settings.pipeline)
         self.sharing_follower = SharingFollower(settings, self.sharing)
         self.processor = Processor(settings, keyring, self.ref, self.sharing)
-        self.decrypt_pool = ahead.pool(settings.pipeline.decrypt_threads)
+        p = settings.pipeline
+        self.decrypter = ahead.decrypter(keyring, keyring_source, p.decrypt_processes, p.decrypt_threads)
         interval_ms = settings.pipeline.commit_interval_ms
         self.consumer = Consumer({
             **base,
@@ -260,12 +263,11 @@ class Worker:
 
     def handle(self, messages: list[Message]) -> None:
         """Process consumed records into the open transaction, committing each transaction at its
-        deadline, their RSA blobs decrypted ahead on the decrypting threads (`pipeline.ahead`)."""
+        deadline, their RSA blobs decrypted ahead in the decrypting processes or threads (`pipeline.ahead`)."""
         lookahead = None
-        if self.decrypt_pool is not None:
-            threads = self.settings.pipeline.decrypt_threads
-            lookahead = ahead.Lookahead(self.processor, messages, self.decrypt_pool, int(time.time() * 1000),
-                                        ahead=2 * threads * ahead.CHUNK)  # fmt: skip
+        if self.decrypter is not None:
+            lookahead = ahead.Lookahead(self.processor, messages, self.decrypter, int(time.time() * 1000),
+                                        ahead=2 * self.decrypter.width * ahead.CHUNK)  # fmt: skip
         position, rewinds = 0, self.rewinds
         # After a rewind the rest of `messages` comes again from the committed offsets; processed
         # now as well, a later record would commit past the rewound ones.
@@ -513,8 +515,8 @@ class Worker:
         log.info("worker stopping", extra={"processed": self.processed})
         self.filling = None  # left uncommitted only after an error: consumed again by the next owner
         self.committer.shutdown(wait=True)  # a commit still in flight ends (either way) before we leave
-        if self.decrypt_pool is not None:
-            self.decrypt_pool.shutdown(wait=False, cancel_futures=True)  # decrypting ahead of an end: unneeded
+        if self.decrypter is not None:
+            self.decrypter.close()  # decrypting ahead of an end: unneeded
         self.consumer.close()
         self.ref_follower.close()
         self.sharing_follower.close()

@@ -12,15 +12,16 @@ parallelism as the pipeline (N processes):
   which compares runs whatever the machine's speed at the time); time from the ingress
   record's creation to its feedback (committed in the same transaction as its lt.reports and
   exchange records) becoming visible to a read_committed consumer;
-- the workers' CPU time per report over the throughput phase (all threads; robust to a busy
-  machine, unlike rates) and the local broker's, the same two over the latency phase (where the
-  broker also takes the feed, so they show how full the machine is at half rate), and peak RSS
-  per worker (VmHWM).
+- the workers' CPU time per report over the throughput phase (all threads, and the decrypting
+  processes; robust to a busy machine, unlike rates) and the local broker's, the same two over
+  the latency phase (where the broker also takes the feed, so they show how full the machine is
+  at half rate), and peak RSS per worker (VmHWM, its decrypting processes' added).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -201,6 +202,28 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _family(pid: int) -> list[int]:
+    """`pid` and the processes it started (a worker's decrypting processes, `pipeline.ahead`)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # ended meanwhile
+            if parent == pid:
+                children.append(int(entry.name))
+    return [pid, *children]
+
+
+def _family_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for member in _family(pid):
+        with contextlib.suppress(OSError):
+            total += _cpu_seconds(member)
+    return total
+
+
 def _local_broker_pid() -> int | None:
     """The pid of the broker `infra/kafka/start` runs, if it runs (its CPU is reported too)."""
     run_dir = Path(os.environ.get("LT_RUN_DIR") or Path(__file__).resolve().parents[2] / ".run")
@@ -213,14 +236,15 @@ def _local_broker_pid() -> int | None:
 
 
 class _CpuSince:
-    """CPU time of the workers (all threads) and of the local broker, if it runs, from now on."""
+    """CPU time of the workers (all threads, and their decrypting processes) and of the local broker,
+    if it runs, from now on."""
 
     def __init__(self, workers: list[subprocess.Popen[bytes]], broker: int | None) -> None:
         self.workers, self.broker = workers, broker
         self.start = self._seconds()
 
     def _seconds(self) -> tuple[float, float]:
-        return sum(_cpu_seconds(w.pid) for w in self.workers), _cpu_seconds(self.broker) if self.broker else 0.0
+        return sum(_family_cpu_seconds(w.pid) for w in self.workers), _cpu_seconds(self.broker) if self.broker else 0.0
 
     def per_report_us(self, reports: int) -> tuple[float, float]:
         """Workers' and broker's µs per report since creation; the broker's is NaN without one."""
@@ -364,7 +388,7 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
         latency_cpu = _CpuSince(procs, throughput_cpu.broker)
         p50, p99, fed = _latency(settings, market / "latency.jsonl", rate)
         latency_cpu_us, latency_broker_us = latency_cpu.per_report_us(fed)
-        rss = max(_peak_rss_mb(w.pid) for w in procs)
+        rss = max(sum(_peak_rss_mb(member) for member in _family(w.pid)) for w in procs)
     finally:
         committed.close()
         for worker in procs:
@@ -456,7 +480,8 @@ _LEGEND = [
     "floors in the same run, at the same parallelism (N processes); records = reports measured: the backlog",
     "left when feeding ended, N workers sharing the partitions; latency = ingress create → visible on",
     "lt.reports at the rate in @ rate/s (half the measured rate unless --latency-rate is given);",
-    "RSS = peak per worker; CPU µs = the workers' CPU time (all threads) per report; broker µs = the",
+    "RSS = peak per worker (with its decrypting processes); CPU µs = the workers' CPU time (all threads and",
+    "decrypting processes) per report; broker µs = the",
     "local broker's CPU time per report over the same phase (infra/kafka/start's broker only); lat CPU µs,",
     "lat broker µs = the same two per report fed over the latency phase (the broker also takes the feed)",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("set LT_PIPELINE_FINGERPRINT_KEY (the device-fingerprint HMAC key)")
     keyring = Keyring.load(settings.pipeline.keyring, settings.pipeline.environment)
     metrics.serve(settings.pipeline.metrics_port)
-    Worker(settings, keyring).run()
+    # Decrypting processes load the keyring themselves, from the same file (`pipeline.ahead`).
+    source = functools.partial(Keyring.load, settings.pipeline.keyring, settings.pipeline.environment)
+    Worker(settings, keyring, source).run()
     return 0
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from pipeline.ahead import CHUNK, SWITCH_INTERVAL_S, Lookahead
+from pipeline.ahead import CHUNK, SWITCH_INTERVAL_S, Lookahead, Threads
 from pipeline.crypto.suites import Suite
 from pipeline.errors import RejectError
 from pipeline.generate import PlanConfig, plan_reports
@@ -79,8 +78,9 @@ def test_decrypting_ahead_gives_every_record_what_inline_processing_gives(kit: K
     ahead = kit.processor()
     counting = CountingKeyring(ahead.keyring)
     ahead.keyring = counting
-    with ThreadPoolExecutor(2, thread_name_prefix="lt-decrypt") as pool:
-        lookahead = Lookahead(ahead, records, pool, NOW_MS, ahead=4 * CHUNK)
+    threads = Threads(counting, 2)
+    try:
+        lookahead = Lookahead(ahead, records, threads, NOW_MS, ahead=4 * CHUNK)
         got = []
         for i, record in enumerate(records):
             opened = lookahead.opened(i)
@@ -89,6 +89,8 @@ def test_decrypting_ahead_gives_every_record_what_inline_processing_gives(kit: K
                 continue
             plan = plans[len(got)]
             got.append(ahead.process(record.topic_, 0, len(got), plan.key, record.value_, NOW_MS, opened))
+    finally:
+        threads.close()
     assert [(r.code, r.warnings, r.outputs) for r in got] == [(r.code, r.warnings, r.outputs) for r in expected]
     assert [r.code for r in got] == [p.truth.code for p in plans]  # the generator's ground truth
     on_pool = {suite for suite, pool_thread, _ in counting.calls if pool_thread}

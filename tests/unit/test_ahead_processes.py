@@ -1,0 +1,138 @@
+"""Decrypting ahead in child processes: the same outcomes as inline decryption, errors with their
+codes, the outcomes of abandoned tasks read past, and no child outliving its worker, whether the
+worker closes them or is killed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.ahead import CHUNK, Job, Lookahead, Processes
+from pipeline.crypto.keyring import Keyring
+from pipeline.crypto.suites import Suite
+from pipeline.errors import DecryptError, RejectError
+from pipeline.generate import PlanConfig, plan_reports
+
+from .conftest import NOW_MS, Kit
+from .test_ahead import CountingKeyring, Record
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+    return ") Z " not in stat  # a zombie has ended
+
+
+def _wait_gone(pids: list[int], timeout_s: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    return [pid for pid in pids if _alive(pid)]
+
+
+def _rsa_jobs(kit: Kit, count: int) -> list[tuple[Job, bytes]]:
+    """(job, its plaintext) for `count` RSA blobs sealed by the kit."""
+    code = next(iter(kit.spec_layouts))
+    first_field = kit.spec_layouts[code][1]
+    jobs = []
+    for i in range(count):
+        plaintext = kit.plaintext(code, **{first_field: f"value-{i}"})
+        version, blob = kit.seal(plaintext, Suite.RSA)
+        jobs.append(((kit.vendor_id, version, blob), plaintext))
+    return jobs
+
+
+@pytest.fixture
+def source(kit: Kit) -> functools.partial[Keyring]:
+    return functools.partial(Keyring.load, kit.keyring_path, "production")
+
+
+def test_processes_give_every_record_what_inline_processing_gives(kit: Kit, source: functools.partial[Keyring]) -> None:
+    plans = list(plan_reports(kit.market, kit.keys, PlanConfig(reports=400, defect_rate=0.01, seed=12)))
+    records = [Record(p.topic, p.value) for p in plans]
+    inline = kit.processor()
+    expected = [inline.process(p.topic, 0, i, p.key, p.value, NOW_MS) for i, p in enumerate(plans)]
+    suites = [o.decoded.line.terminal_info[:1] for o in (inline.open(p.topic, p.value) for p in plans) if o.decoded]
+    assert suites.count(bytes([Suite.RSA])) > 20
+
+    processes = Processes(source, 2)
+    try:
+        ahead = kit.processor()
+        counting = CountingKeyring(ahead.keyring)
+        ahead.keyring = counting
+        lookahead = Lookahead(ahead, records, processes, NOW_MS, ahead=4 * CHUNK)
+        got = [ahead.process(p.topic, 0, i, p.key, p.value, NOW_MS, lookahead.opened(i)) for i, p in enumerate(plans)]
+        pids = [lane.process.pid for lane in processes.lanes]
+        assert all(pid is not None and pid != os.getpid() for pid in pids)
+    finally:
+        processes.close()
+    assert [(r.code, r.warnings, r.outputs) for r in got] == [(r.code, r.warnings, r.outputs) for r in expected]
+    assert [r.code for r in got] == [p.truth.code for p in plans]  # the generator's ground truth
+    here = {suite for suite, _, _ in counting.calls}
+    assert Suite.RSA not in here and {Suite.X25519, Suite.SM4} <= here  # RSA only in the children
+    assert _wait_gone([pid for pid in pids if pid is not None]) == []
+
+
+def test_a_failed_decryption_comes_back_as_its_reject_error(kit: Kit, source: functools.partial[Keyring]) -> None:
+    (job, plaintext), (bad, _) = _rsa_jobs(kit, 2)
+    vendor, version, blob = bad
+    tampered = (vendor, version, blob[:-1] + bytes([blob[-1] ^ 1]))
+    unknown = (vendor, 9999, blob)
+    processes = Processes(source, 1)
+    try:
+        outcomes = processes.submit([job, tampered, unknown], NOW_MS)()
+    finally:
+        processes.close()
+    assert outcomes[0] == plaintext
+    assert isinstance(outcomes[1], DecryptError) and outcomes[1].code == "E204"
+    assert isinstance(outcomes[2], DecryptError) and outcomes[2].code == "E201"
+    assert isinstance(outcomes[1], RejectError) and outcomes[1].stage == "decrypt"
+
+
+def test_outcomes_of_abandoned_tasks_are_read_past(kit: Kit, source: functools.partial[Keyring]) -> None:
+    jobs = _rsa_jobs(kit, 3)
+    processes = Processes(source, 1)
+    try:
+        processes.submit([jobs[0][0]], NOW_MS)  # abandoned: never waited for
+        processes.submit([jobs[1][0]], NOW_MS)  # abandoned too
+        wanted = processes.submit([jobs[2][0]], NOW_MS)
+        assert wanted() == [jobs[2][1]]
+        assert wanted() == [jobs[2][1]]  # the same outcomes on every call
+    finally:
+        processes.close()
+
+
+def test_decrypting_children_die_with_a_killed_worker(kit: Kit, tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import functools, sys, time
+        from pipeline.ahead import Processes
+        from pipeline.crypto.keyring import Keyring
+        processes = Processes(functools.partial(Keyring.load, {str(kit.keyring_path)!r}, "production"), 2)
+        processes.start()
+        print(" ".join(str(lane.process.pid) for lane in processes.lanes), flush=True)
+        time.sleep(60)
+    """)
+    worker = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None
+        pids = [int(pid) for pid in worker.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        assert _wait_gone(pids) == []
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
