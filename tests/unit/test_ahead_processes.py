@@ -1,6 +1,7 @@
 """Decrypting ahead in child processes: the same outcomes as inline decryption, errors with their
-codes, the outcomes of abandoned tasks read past, and no child outliving its worker, whether the
-worker closes them or is killed.
+codes, the outcomes of abandoned tasks read past, no child outliving its worker (closed or
+killed), and a child that dies or cannot load the keyring stopping the worker with a typed error
+that names no path or value.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ahead import CHUNK, Job, Lookahead, Processes
+from pipeline.ahead import CHUNK, Lookahead, Processes
 from pipeline.crypto.keyring import Keyring
+from pipeline.crypto.lanes import DecrypterFailed, Job
 from pipeline.crypto.suites import Suite
 from pipeline.errors import DecryptError, RejectError
 from pipeline.generate import PlanConfig, plan_reports
@@ -136,3 +138,31 @@ def test_decrypting_children_die_with_a_killed_worker(kit: Kit, tmp_path: Path) 
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def test_a_decrypting_process_that_dies_stops_the_worker_with_a_typed_error(
+    kit: Kit, source: functools.partial[Keyring]
+) -> None:
+    (job, plaintext), (other, _) = _rsa_jobs(kit, 2)
+    processes = Processes(source, 1)
+    try:
+        assert processes.submit([job], NOW_MS)() == [plaintext]
+        lane = processes.lanes[0]
+        assert lane.process.pid is not None
+        os.kill(lane.process.pid, signal.SIGKILL)  # the kernel's OOM killer, say
+        lane.process.join(10)
+        with pytest.raises(DecrypterFailed, match="is gone"):
+            processes.submit([other], NOW_MS)()
+    finally:
+        processes.close()
+
+
+def test_a_keyring_a_child_cannot_load_is_reported_by_its_error_type_only(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-keyring"
+    processes = Processes(functools.partial(Keyring.load, missing, "production"), 1)
+    try:
+        with pytest.raises(DecrypterFailed, match=r"loading the keyring: ConfigError$") as failure:
+            processes.submit([("CTP", 1, b"\x03" + bytes(300))], NOW_MS)()
+        assert str(missing) not in str(failure.value)
+    finally:
+        processes.close()
