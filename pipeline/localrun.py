@@ -50,6 +50,20 @@ def start_worker(env: Mapping[str, str], instance: str, log: IO[Any] | None = No
     )
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (a worker's decrypting processes, `pipeline.ahead`), from /proc."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # ended meanwhile
+            if parent == pid:
+                children.append(int(entry.name))
+    return children
+
+
 def onboard(admin: AdminClient, settings: Settings, reporters: Iterable[str]) -> None:
     """Create the reporters' ingress topics with the configured partitions, as onboarding does."""
     ensure_topics(admin, settings, [ingress_topic(settings, reporter) for reporter in sorted(reporters)])

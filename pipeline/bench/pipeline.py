@@ -204,16 +204,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def _family(pid: int) -> list[int]:
     """`pid` and the processes it started (a worker's decrypting processes, `pipeline.ahead`)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue  # ended meanwhile
-            if parent == pid:
-                children.append(int(entry.name))
-    return [pid, *children]
+    return [pid, *localrun.child_pids(pid)]
 
 
 def _family_cpu_seconds(pid: int) -> float:

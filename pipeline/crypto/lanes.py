@@ -5,7 +5,8 @@ file's path), so no key material crosses the pipe; this module imports little el
 starts in a fraction of a second and stays small. A task is a list of (vendor ID, key version,
 blob) with the time to judge key validity by; its outcomes come back in order: each plaintext, or
 the RejectError its decryption raised. Only the worker's own thread writes and reads the pipe.
-The child ends when the pipe closes, or with its parent (Linux: the parent-death signal).
+The child ends when the pipe closes, or with its parent (Linux: the parent-death signal); it
+ignores SIGINT and SIGTERM, which are the worker's to act on.
 """
 
 from __future__ import annotations
@@ -104,7 +105,10 @@ def _serve(conn: Connection, source: Callable[[], Decrypting]) -> None:
     """A decrypting child: load the keyring, then decrypt tasks until the pipe closes. A failure
     is sent back by its type's name only: a message could hold what was being decrypted."""
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the worker's to handle
+    # A terminal's Ctrl-C, or a service manager's SIGTERM to the whole group, is the worker's to
+    # handle: it finishes its batch (which may need this child) and then closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         keyring = source()
     except Exception as error:  # reported to the worker, which stops

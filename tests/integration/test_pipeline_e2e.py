@@ -21,6 +21,7 @@ from pipeline import localrun, readback, refstore
 from pipeline.commands.generate import generate_market
 from pipeline.config import Settings
 
+from ..processes import wait_gone
 from .pipeline_support import (
     Namespace,
     Outputs,
@@ -162,17 +163,22 @@ def test_sigkill_three_times_keeps_exactly_once(kafka_bootstrap: str, small_mark
         worker = ns.start_worker("crash")
         feeder, fed = start_feed(ns.settings, market_dir / "ingress.jsonl", rate=200.0)  # 30 s: the kills come in it
         processed = 0  # reports with committed feedback before this worker started
+        decrypting: list[int] = []  # the killed workers' decrypting processes (RSA, pipeline.ahead)
         for _ in range(3):
             wait_for_feedback(ns.settings, more_than=processed)  # this worker has committed results
             time.sleep(rng.uniform(0.0, 1.0))
+            children = localrun.child_pids(worker.pid)
             worker.kill()  # SIGKILL: no cleanup, open transaction left behind
             worker.wait()
+            assert wait_gone(children) == [], "a killed worker's decrypting processes outlived it"
+            decrypting += children
             processed = localrun.feedback_count(ns.settings)
             worker = ns.start_worker("crash")
         assert processed < len(truth), "the last kill came before every report was processed"
         outputs = outputs_once_drained(ns, truth, feeder, fed)
     assert_exactly_once(outputs, truth)
     assert_investor_order(outputs, truth)
+    assert decrypting, "no killed worker had started its decrypting processes (the market has RSA reports)"
 
 
 def test_workers_restarting_at_random_keep_exactly_once(

@@ -24,24 +24,9 @@ from pipeline.crypto.suites import Suite
 from pipeline.errors import DecryptError, RejectError
 from pipeline.generate import PlanConfig, plan_reports
 
+from ..processes import running, wait_gone
 from .conftest import NOW_MS, Kit
 from .test_ahead import CountingKeyring, Record
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
-    return ") Z " not in stat  # a zombie has ended
-
-
-def _wait_gone(pids: list[int], timeout_s: float = 10.0) -> list[int]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.05)
-    return [pid for pid in pids if _alive(pid)]
 
 
 def _rsa_jobs(kit: Kit, count: int) -> list[tuple[Job, bytes]]:
@@ -84,7 +69,7 @@ def test_processes_give_every_record_what_inline_processing_gives(kit: Kit, sour
     assert [r.code for r in got] == [p.truth.code for p in plans]  # the generator's ground truth
     here = {suite for suite, _, _ in counting.calls}
     assert Suite.RSA not in here and {Suite.X25519, Suite.SM4} <= here  # RSA only in the children
-    assert _wait_gone([pid for pid in pids if pid is not None]) == []
+    assert wait_gone([pid for pid in pids if pid is not None]) == []
 
 
 def test_a_failed_decryption_comes_back_as_its_reject_error(kit: Kit, source: functools.partial[Keyring]) -> None:
@@ -130,10 +115,10 @@ def test_decrypting_children_die_with_a_killed_worker(kit: Kit, tmp_path: Path) 
     try:
         assert worker.stdout is not None
         pids = [int(pid) for pid in worker.stdout.readline().split()]
-        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        assert len(pids) == 2 and all(running(pid) for pid in pids)
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
-        assert _wait_gone(pids) == []
+        assert wait_gone(pids) == []
     finally:
         if worker.poll() is None:
             worker.kill()
@@ -166,3 +151,20 @@ def test_a_keyring_a_child_cannot_load_is_reported_by_its_error_type_only(tmp_pa
         assert str(missing) not in str(failure.value)
     finally:
         processes.close()
+
+
+def test_a_decrypting_process_leaves_sigterm_to_its_worker(kit: Kit, source: functools.partial[Keyring]) -> None:
+    """A service manager's SIGTERM to the worker's whole group: the worker finishes its batch, so its
+    children must still decrypt until it closes them."""
+    (first, first_plaintext), (second, second_plaintext) = _rsa_jobs(kit, 2)
+    processes = Processes(source, 1)
+    try:
+        assert processes.submit([first], NOW_MS)() == [first_plaintext]
+        pid = processes.lanes[0].process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        time.sleep(0.2)
+        assert processes.submit([second], NOW_MS)() == [second_plaintext]
+    finally:
+        processes.close()
+    assert wait_gone([pid]) == []
