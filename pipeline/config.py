@@ -185,6 +185,18 @@ class Settings:
                     values[f"{group}.{f.name}"] = environ[var]
         return cls.from_mapping(values)
 
+    @classmethod
+    def unknown_env(cls, environ: Mapping[str, str] | None = None) -> list[str]:
+        """`LT_PIPELINE_*` and `LT_TOPICS_*` variables that name no setting (a typo, or a setting
+        since removed, such as LT_PIPELINE_BATCH_MAX_MS): `from_env` ignores them, so a worker
+        warns. Those two prefixes are the settings' alone; LT_KAFKA_* and LT_CLICKHOUSE_* are
+        shared with the scripts that start the local services."""
+        environ = os.environ if environ is None else environ
+        defaults = cls()
+        groups = ("pipeline", "topics")
+        known = {f"LT_{group}_{f.name}".upper() for group in groups for f in fields(getattr(defaults, group))}
+        return sorted(var for var in environ if var.startswith(("LT_PIPELINE_", "LT_TOPICS_")) and var not in known)
+
 
 def _convert(default: Any, text: str, name: str) -> Any:
     try:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -43,6 +46,8 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logs.setup()
+    for variable in Settings.unknown_env():
+        log.warning("unknown setting ignored", extra={"variable": variable})
     if settings.pipeline.keyring is None:
         raise ConfigError("set LT_PIPELINE_KEYRING to the keyring file")
     if not settings.pipeline.fingerprint_key:

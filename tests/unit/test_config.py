@@ -25,6 +25,20 @@ def test_from_env_reads_groups_and_converts_types(tmp_path: Path) -> None:
     assert settings.topics.reports == "lt.reports"
 
 
+def test_variables_of_the_settings_own_prefixes_that_name_no_setting_are_listed() -> None:
+    environ = {
+        "LT_PIPELINE_BATCH_MAX_MS": "50",  # removed in favour of LT_PIPELINE_COMMIT_INTERVAL_MS
+        "LT_PIPELINE_COMIT_INTERVAL_MS": "50",  # a typo
+        "LT_TOPICS_DLQQ": "x",
+        "LT_PIPELINE_COMMIT_INTERVAL_MS": "50",
+        "LT_TOPICS_DLQ": "x.dlq",
+        "LT_KAFKA_PORT": "19092",  # the broker's start script's, not a setting: not listed
+        "LT_RUN_DIR": ".run",
+    }
+    unknown = ["LT_PIPELINE_BATCH_MAX_MS", "LT_PIPELINE_COMIT_INTERVAL_MS", "LT_TOPICS_DLQQ"]
+    assert Settings.unknown_env(environ) == unknown
+
+
 def test_unknown_or_malformed_settings_fail_loudly() -> None:
     with pytest.raises(ConfigError, match=r"unknown setting 'kafka\.bootstrp'"):
         Settings.from_mapping({"kafka.bootstrp": "x"})
