@@ -43,9 +43,17 @@ class DecrypterFailed(RuntimeError):
     """A decrypting process failed or ended; the worker cannot go on without it."""
 
 
+# Tasks a lane has sent but whose outcomes have not been read. The worker reads its tasks in
+# order, but after an abort it leaves those of the abandoned batch unread; a new task first reads
+# older outcomes past this many. Then the unread outcomes (16 plaintexts of at most 1 KB each per
+# task) always fit the pipe's buffer (a socket pair's, 208 KB here), so the child never waits to
+# send while the worker waits to send it more: no deadlock however many batches are abandoned.
+MOST_IN_FLIGHT = 4
+
+
 class Lane:
-    """One decrypting child process and the pipe to it. Tasks come back in the order sent, each
-    with its sequence number, so the outcomes of abandoned tasks are read past and dropped."""
+    """One decrypting child process and the pipe to it. Outcomes come back in the order the tasks
+    were sent, each with its task's sequence number; those of abandoned tasks are read and dropped."""
 
     def __init__(self, source: Callable[[], Decrypting]) -> None:
         context = multiprocessing.get_context("spawn")  # not fork: the worker has librdkafka threads
@@ -54,8 +62,12 @@ class Lane:
         self.process.start()
         child.close()
         self.sent = 0
+        self.received = 0
+        self.ready: dict[int, list[Outcome]] = {}  # outcomes read ahead of their task's turn
 
     def submit(self, jobs: list[Job], now_ms: int) -> Callable[[], list[Outcome]]:
+        while self.sent - self.received >= MOST_IN_FLIGHT:
+            self._take()
         sequence = self.sent
         self.sent += 1
         try:
@@ -72,19 +84,23 @@ class Lane:
         return wait
 
     def _receive(self, sequence: int) -> list[Outcome]:
-        while True:
-            try:
-                answered, outcome = self.conn.recv()
-            except (EOFError, OSError) as error:
-                raise DecrypterFailed(
-                    f"decrypting process {self.process.pid} is gone ({type(error).__name__})"
-                ) from None
-            if isinstance(outcome, str):
-                raise DecrypterFailed(f"decrypting process {self.process.pid} failed: {outcome}")
-            if answered == sequence:
-                outcomes: list[Outcome] = outcome
-                return outcomes
-            # an earlier task's, abandoned with its batch
+        while sequence not in self.ready:
+            self._take()
+        # Tasks are waited for in the order sent, so any older outcome still here was abandoned.
+        for older in [s for s in self.ready if s < sequence]:
+            del self.ready[older]
+        return self.ready.pop(sequence)
+
+    def _take(self) -> None:
+        """Read the next outcome into `ready`."""
+        try:
+            answered, outcome = self.conn.recv()
+        except (EOFError, OSError) as error:
+            raise DecrypterFailed(f"decrypting process {self.process.pid} is gone ({type(error).__name__})") from None
+        if isinstance(outcome, str):
+            raise DecrypterFailed(f"decrypting process {self.process.pid} failed: {outcome}")
+        self.received += 1
+        self.ready[answered] = outcome
 
     def close(self) -> None:
         self.conn.close()  # the child reads the end of its pipe and exits

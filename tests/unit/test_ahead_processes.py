@@ -12,15 +12,17 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.ahead import CHUNK, Lookahead, Processes
 from pipeline.crypto.keyring import Keyring
 from pipeline.crypto.lanes import DecrypterFailed, Job
-from pipeline.crypto.suites import Suite
+from pipeline.crypto.suites import MAX_PLAINTEXT, Suite
 from pipeline.errors import DecryptError, RejectError
 from pipeline.generate import PlanConfig, plan_reports
 
@@ -168,3 +170,34 @@ def test_a_decrypting_process_leaves_sigterm_to_its_worker(kit: Kit, source: fun
     finally:
         processes.close()
     assert wait_gone([pid]) == []
+
+
+def test_batches_abandoned_one_after_another_never_stall_the_pipe(kit: Kit, source: functools.partial[Keyring]) -> None:
+    """After aborts, the outcomes of abandoned tasks stay unread. 60 tasks of 16 plaintexts of the
+    largest size (about 1 MB of outcomes, more than the pipe's buffers in both directions) sent
+    with only the last waited for: the lane reads older outcomes past as it goes, so neither side
+    ever waits for the other to read."""
+    version = kit.versions[Suite.RSA]
+    plaintext = b"x" * MAX_PLAINTEXT
+    jobs: list[Job] = [(kit.vendor_id, version, kit.keys.reporter.encrypt(kit.vendor_id, version, plaintext))
+                       for _ in range(16)]  # fmt: skip
+    last = plaintext[:-1] + b"y"
+    final: list[Job] = [(kit.vendor_id, version, kit.keys.reporter.encrypt(kit.vendor_id, version, last))]
+    processes = Processes(source, 1)
+    got: list[Any] = []
+
+    def abandon_and_wait() -> None:
+        for _ in range(60):
+            processes.submit(jobs, NOW_MS)  # abandoned
+        got.append(processes.submit(final, NOW_MS)())
+
+    thread = threading.Thread(target=abandon_and_wait, daemon=True)
+    thread.start()
+    thread.join(60)
+    stalled = thread.is_alive()
+    if stalled:
+        processes.lanes[0].process.kill()  # unblocks the thread's send or receive
+        thread.join(10)
+    processes.close()
+    assert not stalled, "the worker and its decrypting process both waited to send"
+    assert got == [[last]]
