@@ -145,10 +145,12 @@ class Lookahead:
         self.opened_: list[Opened | None] = []  # per message so far; None for an error event
 
     def opened(self, index: int) -> Opened | None:
-        """Record `index`'s Opened (None for a consumer error event), opening further ahead first."""
+        """Record `index`'s Opened (None for a consumer error event), first opening whole chunks
+        until at least `ahead` records after it are open. (Opening only up to that mark made a
+        task of every record once the first chunks were out: an IPC round per RSA blob.)"""
         target = min(len(self.messages), index + 1 + self.ahead)
         while len(self.opened_) < target:
-            self._open_chunk(min(target, len(self.opened_) + CHUNK))
+            self._open_chunk(min(len(self.messages), len(self.opened_) + CHUNK))
         return self.opened_[index]
 
     def _open_chunk(self, end: int) -> None:
