@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from pipeline.ahead import CHUNK, SWITCH_INTERVAL_S, Lookahead, Threads
+from pipeline.crypto.lanes import Job, Outcome, decrypt_all
 from pipeline.crypto.suites import Suite
 from pipeline.errors import RejectError
 from pipeline.generate import PlanConfig, plan_reports
@@ -99,3 +100,35 @@ def test_decrypting_ahead_gives_every_record_what_inline_processing_gives(kit: K
     pool_rejects = {code for suite, pool_thread, code in counting.calls if pool_thread and code}
     assert pool_rejects & {"E202", "E204", "E205"}, "some RSA blob failed to decrypt on the pool"
     assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+
+
+class RecordingDecrypter:
+    """Decrypts inline, noting how many blobs each task held."""
+
+    width = 2
+
+    def __init__(self, keyring: Any) -> None:
+        self.keyring = keyring
+        self.tasks: list[int] = []
+
+    def submit(self, jobs: list[Job], now_ms: int) -> Callable[[], list[Outcome]]:
+        self.tasks.append(len(jobs))
+        outcomes = decrypt_all(self.keyring, jobs, now_ms)
+        return lambda: outcomes
+
+    def close(self) -> None:
+        pass
+
+
+def test_rsa_blobs_go_out_a_whole_chunk_per_task(kit: Kit) -> None:
+    """A task per chunk of CHUNK records, all the way through a batch: a task per record would cost
+    a pipe round (or a thread hand-over) per RSA blob."""
+    records: list[Any] = [Record(kit.topic(), kit.value(kit.plaintext(1), suite=Suite.RSA))
+                          for _ in range(10 * CHUNK + 5)]  # fmt: skip
+    recording = RecordingDecrypter(kit.keyring)
+    lookahead = Lookahead(kit.processor(), records, recording, NOW_MS, ahead=4 * CHUNK)
+    for i in range(len(records)):
+        opened = lookahead.opened(i)
+        assert opened is not None and opened.plaintext is not None
+        opened.plaintext()
+    assert recording.tasks == [CHUNK] * 10 + [5]
