@@ -13,9 +13,9 @@ Two kinds of helper (`Decrypter`):
   goes down a pipe and its plaintexts come back (an anonymous pipe between the worker's own
   processes: nothing is written anywhere), sent and read by the worker's own thread, so no other
   thread of the worker takes the GIL for it. The children end with the worker (a closed pipe,
-  or the parent's death signal if it was killed). One worker: 85-98 % of the RSA crypto floor
-  against 77-87 % with threads, and ~360 µs of CPU per report against ~400 (`bench pipeline
-  --suites rsa --workers 1`, interleaved).
+  or the parent's death signal if it was killed). One worker: 94-116 % of the RSA crypto floor
+  and 317-344 µs of CPU per report, where threads gave 77-87 % and 367-422 µs (`bench pipeline
+  --suites rsa --workers 1`, interleaved runs; README, session 14).
 - `Threads`: a thread pool in the worker's process. `cryptography` releases the GIL for the RSA
   operation, but each hand-over of the GIL between the decrypting threads and the worker's thread
   costs CPU and waits (~490 µs of CPU per RSA report against ~400 inline). Used when the keyring
@@ -23,9 +23,10 @@ Two kinds of helper (`Decrypter`):
 
 `Lookahead(processor, messages, decrypter)` opens a consumed batch in order. `opened(i)` returns
 record i's `Opened`: before that, it decodes the records up to `i + ahead` in chunks, on this
-thread, and hands each chunk's RSA blobs over as one task (a task per record would cost more
-than it saves). The decryption is the keyring's own, so errors and their codes are the same as
-inline. An abandoned Lookahead (after an abort) leaves its tasks to finish unread.
+thread, and hands each chunk's RSA blobs over as one task (a task per record would cost a pipe
+round or a thread hand-over per blob). The decryption is the keyring's own, so errors and their
+codes are the same as inline. An abandoned Lookahead (after an abort) leaves its tasks to finish
+unread (a lane reads their outcomes past: `pipeline.crypto.lanes.MOST_IN_FLIGHT`).
 """
 
 from __future__ import annotations
