@@ -73,7 +73,7 @@ class Lane:
         try:
             self.conn.send((sequence, jobs, now_ms))
         except OSError as error:
-            raise DecrypterFailed(f"decrypting process {self.process.pid} is gone ({type(error).__name__})") from None
+            raise self._gone(error) from None
         outcomes: list[list[Outcome]] = []
 
         def wait() -> list[Outcome]:
@@ -96,11 +96,14 @@ class Lane:
         try:
             answered, outcome = self.conn.recv()
         except (EOFError, OSError) as error:
-            raise DecrypterFailed(f"decrypting process {self.process.pid} is gone ({type(error).__name__})") from None
+            raise self._gone(error) from None
         if isinstance(outcome, str):
             raise DecrypterFailed(f"decrypting process {self.process.pid} failed: {outcome}")
         self.received += 1
         self.ready[answered] = outcome
+
+    def _gone(self, error: Exception) -> DecrypterFailed:
+        return DecrypterFailed(f"decrypting process {self.process.pid} is gone ({type(error).__name__})")
 
     def close(self) -> None:
         self.conn.close()  # the child reads the end of its pipe and exits

@@ -1,7 +1,7 @@
 """Decrypting ahead in child processes: the same outcomes as inline decryption, errors with their
-codes, the outcomes of abandoned tasks read past, no child outliving its worker (closed or
-killed), and a child that dies or cannot load the keyring stopping the worker with a typed error
-that names no path or value.
+codes, the outcomes of abandoned tasks read past (however many: the pipe never stalls), no child
+outliving its worker (closed or killed), SIGTERM left to the worker, and a child that dies or
+cannot load the keyring stopping the worker with a typed error that names no path or value.
 """
 
 from __future__ import annotations
