@@ -38,7 +38,7 @@ from typing import Protocol
 
 from confluent_kafka import Message
 
-from pipeline.crypto.lanes import Job, Lane, Outcome, decrypt_all
+from pipeline.crypto.lanes import Job, KeyringSource, Lane, Outcome, decrypt_all
 from pipeline.crypto.suites import Suite
 from pipeline.errors import RejectError
 from pipeline.process import Decrypting, Opened, Processor
@@ -51,11 +51,6 @@ CHUNK = 16  # records decoded per step, and at most this many RSA blobs per task
 # whole process, but only once it has met an RSA blob: a worker that decrypts none keeps 5 ms.
 SWITCH_INTERVAL_S = 0.0002
 _RSA_BYTE = bytes([Suite.RSA])  # a blob's first byte names its suite
-
-KeyringSource = Callable[[], Decrypting]
-"""Loads the keyring in a child process; it is pickled, so a module-level callable (a partial of
-`Keyring.load` with the file's path), never a keyring."""
-
 
 class Decrypter(Protocol):
     width: int  # tasks decrypted at once

@@ -53,6 +53,7 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline import ahead, metrics
 from pipeline.config import PipelineSettings, Settings
+from pipeline.crypto.lanes import KeyringSource
 from pipeline.errors import ConfigError
 from pipeline.process import Decrypting, Output, Processor
 from pipeline.refdata import ReferenceData
@@ -86,7 +87,7 @@ class Batch:
 
 class Worker:
     def __init__(
-        self, settings: Settings, keyring: Decrypting, keyring_source: ahead.KeyringSource | None = None
+        self, settings: Settings, keyring: Decrypting, keyring_source: KeyringSource | None = None
     ) -> None:
         self.settings = settings
         base = settings.kafka.client_config()

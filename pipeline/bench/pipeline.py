@@ -471,8 +471,8 @@ _LEGEND = [
     "floors in the same run, at the same parallelism (N processes); records = reports measured: the backlog",
     "left when feeding ended, N workers sharing the partitions; latency = ingress create → visible on",
     "lt.reports at the rate in @ rate/s (half the measured rate unless --latency-rate is given);",
-    "RSS = peak per worker (with its decrypting processes); CPU µs = the workers' CPU time (all threads and",
-    "decrypting processes) per report; broker µs = the",
-    "local broker's CPU time per report over the same phase (infra/kafka/start's broker only); lat CPU µs,",
-    "lat broker µs = the same two per report fed over the latency phase (the broker also takes the feed)",
+    "RSS = peak per worker (with its decrypting processes); CPU µs = the workers' CPU time (all threads",
+    "and decrypting processes) per report; broker µs = the local broker's CPU time per report over the",
+    "same phase (infra/kafka/start's broker only); lat CPU µs, lat broker µs = the same two per report",
+    "fed over the latency phase (the broker also takes the feed)",
 ]

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 Job = tuple[str, int, bytes]  # vendor ID, key version, blob
 Outcome = bytes | RejectError
+KeyringSource = Callable[[], "Decrypting"]
+"""Loads the keyring in a child process; it is pickled, so a module-level callable (a partial of
+`Keyring.load` with the file's path), never a keyring."""
 
 
 def decrypt_all(keyring: Decrypting, jobs: Sequence[Job], now_ms: int) -> list[Outcome]:
@@ -55,7 +58,7 @@ class Lane:
     """One decrypting child process and the pipe to it. Outcomes come back in the order the tasks
     were sent, each with its task's sequence number; those of abandoned tasks are read and dropped."""
 
-    def __init__(self, source: Callable[[], Decrypting]) -> None:
+    def __init__(self, source: KeyringSource) -> None:
         context = multiprocessing.get_context("spawn")  # not fork: the worker has librdkafka threads
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, source), name="lt-decrypt", daemon=True)
@@ -120,7 +123,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _serve(conn: Connection, source: Callable[[], Decrypting]) -> None:
+def _serve(conn: Connection, source: KeyringSource) -> None:
     """A decrypting child: load the keyring, then decrypt tasks until the pipe closes. A failure
     is sent back by its type's name only: a message could hold what was being decrypted."""
     _die_with_parent()
