@@ -81,7 +81,8 @@ def main() -> int:
         with open(args.password_file) as fh:
             password = fh.read().strip()
         security = {"security.protocol": "SASL_SSL" if args.ca else "SASL_PLAINTEXT",
-                    "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": args.user, "sasl.password": password}  # fmt: skip
+                    "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": args.user,
+                    "sasl.password": password}  # fmt: skip
         if args.ca:
             security["ssl.ca.location"] = args.ca
 

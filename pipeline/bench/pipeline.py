@@ -11,7 +11,8 @@ parallelism as the pipeline (N processes):
 - latency: with the workers warm, reports fed at half the measured rate (or at a given rate,
   which compares runs whatever the machine's speed at the time); time from the ingress
   record's creation to its feedback (committed in the same transaction as its lt.reports and
-  exchange records) becoming visible to a read_committed consumer;
+  exchange records) becoming visible to a read_committed consumer, and to the worker's write of
+  that feedback (its timestamp), which tells a worker falling behind from a slow commit;
 - the workers' CPU time per report over the throughput phase (all threads, and the decrypting
   processes; robust to a busy machine, unlike rates) and the local broker's, the same two over
   the latency phase (where the broker also takes the feed, so they show how full the machine is
@@ -36,7 +37,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -65,6 +66,7 @@ class PipelineFigures:
     latency_rate: float
     p50_ms: float
     p99_ms: float
+    p99_written_ms: float  # ingress create → the worker's write of its outputs
     worker_peak_rss_mb: float
     worker_cpu_us: float
     broker_cpu_us: float
@@ -255,7 +257,8 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 class _Visibility(threading.Thread):
-    """Records when each report's feedback becomes visible to a read_committed consumer.
+    """Records when each report's feedback becomes visible to a read_committed consumer, and when
+    the worker wrote it (the record's create time, taken by the worker's producer).
 
     Feedback commits in the same transaction as the report's lt.reports and exchange records, so
     it becomes visible at the same moment; its key is the report_id, so nothing is decoded here
@@ -268,7 +271,7 @@ class _Visibility(threading.Thread):
                                   "auto.offset.reset": "latest", "isolation.level": "read_committed",
                                   "topic.metadata.refresh.interval.ms": 1000})  # fmt: skip
         self.consumer.subscribe(["^" + re.escape(settings.topics.feedback_prefix) + ".+"])
-        self.seen: dict[bytes, float] = {}
+        self.seen: dict[bytes, tuple[float, float]] = {}  # report_id → (visible, written), Unix s
         self.running = True
 
     def run(self) -> None:
@@ -282,12 +285,45 @@ class _Visibility(threading.Thread):
             for m in [first, *self.consumer.consume(500, timeout=0)]:
                 key = m.key()
                 if m.error() is None and key is not None:
-                    self.seen[key] = now
+                    self.seen[key] = (now, m.timestamp()[1] / 1000)
         self.consumer.close()
 
 
-def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, float, int]:
-    """p50 and p99 latency in ms of the reports in `ingress` fed at `rate`, and how many were fed."""
+class Latencies(NamedTuple):
+    p50_ms: float
+    p99_ms: float
+    p99_written_ms: float
+    fed: int
+
+
+def latency_figures(created: dict[bytes, float], seen: dict[bytes, tuple[float, float]], fed: int) -> Latencies:
+    """p50 and p99 from creation to visibility, and p99 from creation to the worker's write, over
+    the reports both fed (`created`: report_id → Unix s) and seen (report_id → (visible, written))."""
+    both = [(seen[k][0] - t, seen[k][1] - t) for k, t in created.items() if k in seen]
+    if not both:
+        return Latencies(float("nan"), float("nan"), float("nan"), fed)
+    visible = sorted(v * 1000 for v, _ in both)
+    written = sorted(w * 1000 for _, w in both)
+    return Latencies(_quantile(visible, 0.5), _quantile(visible, 0.99), _quantile(written, 0.99), fed)
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def write_latency_log(path: Path, created: dict[bytes, float], seen: dict[bytes, tuple[float, float]]) -> None:
+    """One CSV line per report seen, in creation order: created (Unix s), ms until the worker
+    wrote it, ms until visible. For finding out whether a p99 is a plateau or a spike."""
+    with path.open("w") as out:
+        out.write("created_unix_s,written_ms,visible_ms\n")
+        for key, t in sorted(created.items(), key=lambda item: item[1]):
+            if key in seen:
+                visible, written = seen[key]
+                out.write(f"{t:.4f},{(written - t) * 1000:.1f},{(visible - t) * 1000:.1f}\n")
+
+
+def _latency(settings: Settings, ingress: Path, rate: float, log: Path | None = None) -> Latencies:
+    """Latencies of the reports in `ingress` fed at `rate` (each report's in `log` if given)."""
     # Everything the feeder needs is prepared before the clock starts.
     records = [(settings.topics.ingress(reporter), value, key, decode(value)[1]["report_id"].encode())
                for reporter, key, value in _ingress(ingress)]  # fmt: skip
@@ -326,15 +362,13 @@ def _latency(settings: Settings, ingress: Path, rate: float) -> tuple[float, flo
         time.sleep(0.2)
     visibility.running = False
     visibility.join(5)
-    latencies = sorted((visibility.seen[k] - t) * 1000 for k, t in created.items() if k in visibility.seen)
-    if not latencies:
-        return float("nan"), float("nan"), len(records)
-    p50, p99 = latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return p50, p99, len(records)
+    if log is not None:
+        write_latency_log(log, created, visibility.seen)
+    return latency_figures(created, visibility.seen, len(records))
 
 
 def measure_suite(suite: str, workers: int, records: int, latency_records: int, workdir: Path,
-                  latency_rate: float | None = None) -> PipelineFigures:  # fmt: skip
+                  latency_rate: float | None = None, latency_log: Path | None = None) -> PipelineFigures:  # fmt: skip
     market = workdir / f"{suite}-{workers}"
     warmup = min(WARMUP_RECORDS, records // 2)
     # One market (one keyring) for every phase: warm-up, throughput, latency, in event-time order.
@@ -377,8 +411,8 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
         cpu_us, broker_us = throughput_cpu.per_report_us(total - first_count)
         rate = latency_rate or pipeline_rate / 2
         latency_cpu = _CpuSince(procs, throughput_cpu.broker)
-        p50, p99, fed = _latency(settings, market / "latency.jsonl", rate)
-        latency_cpu_us, latency_broker_us = latency_cpu.per_report_us(fed)
+        latencies = _latency(settings, market / "latency.jsonl", rate, latency_log)
+        latency_cpu_us, latency_broker_us = latency_cpu.per_report_us(latencies.fed)
         rss = max(sum(_peak_rss_mb(member) for member in _family(w.pid)) for w in procs)
     finally:
         committed.close()
@@ -399,21 +433,23 @@ def measure_suite(suite: str, workers: int, records: int, latency_records: int, 
     label = {"x25519": "X25519-HKDF-SHA256/AES-256-GCM", "rsa": "RSA2048-OAEP-SHA256/AES-256-GCM",
              "sm4": "SM4-GCM"}[suite]  # fmt: skip
     return PipelineFigures(label, workers, total - first_count, pipeline_rate, kafka_floor, crypto_floor, rate,
-                           p50, p99, rss, cpu_us, broker_us, latency_cpu_us, latency_broker_us)  # fmt: skip
-
+                           latencies.p50_ms, latencies.p99_ms, latencies.p99_written_ms, rss, cpu_us, broker_us,
+                           latency_cpu_us, latency_broker_us)  # fmt: skip
 
 
 def run(records: dict[str, int], latency_records: int, workers: list[int], repeat: int = 1,
-        latency_rate: float | None = None) -> list[PipelineFigures]:  # fmt: skip
+        latency_rate: float | None = None, latency_logs: Path | None = None) -> list[PipelineFigures]:  # fmt: skip
     """Every suite at every worker count, `repeat` times: round by round, so that a slow spell of
     the machine falls on every configuration rather than on all runs of one. The latency phase is
-    fed at `latency_rate` if given, else at half of each run's measured rate."""
+    fed at `latency_rate` if given, else at half of each run's measured rate; with `latency_logs`
+    (a directory) every run's per-report latencies go to a CSV file there."""
     figures: list[PipelineFigures] = []
     with tempfile.TemporaryDirectory(prefix="lt-bench-pipeline-") as tmp:
         for r in range(repeat):
             workdir = Path(tmp) / f"round-{r}"
             workdir.mkdir()
-            figures += [measure_suite(suite, n, count, latency_records, workdir, latency_rate)
+            figures += [measure_suite(suite, n, count, latency_records, workdir, latency_rate,
+                                      latency_logs and latency_logs / f"{suite}-{n}w-round{r + 1}.csv")
                         for suite, count in records.items() for n in workers]  # fmt: skip
     return figures
 
@@ -453,14 +489,15 @@ def report(figures: list[PipelineFigures]) -> str:
 def _table(figures: list[PipelineFigures]) -> list[str]:
     rows = [
         f"{'suite':<33}{'workers':>8}{'records':>8}{'pipeline/s':>11}{'kafka floor':>12}{'ratio':>7}"
-        f"{'crypto floor':>13}{'ratio':>7}{'@ rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'RSS MB':>8}{'CPU µs':>8}"
-        f"{'broker µs':>10}{'lat CPU µs':>11}{'lat broker µs':>14}"
+        f"{'crypto floor':>13}{'ratio':>7}{'@ rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'wr p99':>8}{'RSS MB':>8}"
+        f"{'CPU µs':>8}{'broker µs':>10}{'lat CPU µs':>11}{'lat broker µs':>14}"
     ]
     for f in figures:
         rows.append(
             f"{f.suite:<33}{f.workers:>8}{f.records:>8.0f}{f.pipeline_per_s:>11,.0f}{f.kafka_floor_per_s:>12,.0f}"
             f"{f.pipeline_per_s / f.kafka_floor_per_s:>7.0%}{f.crypto_floor_per_s:>13,.0f}"
             f"{f.pipeline_per_s / f.crypto_floor_per_s:>7.0%}{f.latency_rate:>9,.0f}{f.p50_ms:>8.1f}{f.p99_ms:>8.1f}"
+            f"{f.p99_written_ms:>8.1f}"
             f"{f.worker_peak_rss_mb:>8.0f}{f.worker_cpu_us:>8.0f}{f.broker_cpu_us:>10.0f}"
             f"{f.latency_worker_cpu_us:>11.0f}{f.latency_broker_cpu_us:>14.0f}"
         )
@@ -470,7 +507,8 @@ def _table(figures: list[PipelineFigures]) -> list[str]:
 _LEGEND = [
     "floors in the same run, at the same parallelism (N processes); records = reports measured: the backlog",
     "left when feeding ended, N workers sharing the partitions; latency = ingress create → visible on",
-    "lt.reports at the rate in @ rate/s (half the measured rate unless --latency-rate is given);",
+    "lt.reports at the rate in @ rate/s (half the measured rate unless --latency-rate is given); wr p99 =",
+    "p99 of ingress create → the worker's write of its outputs (the rest is the transaction and commit);",
     "RSS = peak per worker (with its decrypting processes); CPU µs = the workers' CPU time (all threads",
     "and decrypting processes) per report; broker µs = the local broker's CPU time per report over the",
     "same phase (infra/kafka/start's broker only); lat CPU µs, lat broker µs = the same two per report",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from pipeline.arguments import name_list, positive_float, positive_int, positive_int_list
@@ -29,7 +30,9 @@ def register(subparsers: Any) -> None:
     pipeline.add_argument("--repeat", type=positive_int, default=1,
                           help="runs per configuration, in rounds (medians too)")  # fmt: skip
     pipeline.add_argument("--latency-rate", type=positive_float,
-                          help="reports/s fed in the latency phase (default: half the measured)")
+                          help="reports/s fed in the latency phase (default: half the measured)")  # fmt: skip
+    pipeline.add_argument("--latency-log", type=Path, metavar="DIR",
+                          help="write each run's per-report latencies as CSV files into DIR")  # fmt: skip
     pipeline.set_defaults(handler=_pipeline)
     store = which.add_parser("store", help="store sink into the ClickHouse server vs clickhouse-driver bulk insert")
     store.add_argument("--reports", type=positive_int, default=40_000, help="generated reports (≈ 2.3 rows each)")
@@ -52,8 +55,10 @@ def _pipeline(args: argparse.Namespace) -> int:
     from pipeline.bench import pipeline
 
     counts = {s: max(1, args.records // 4) if s == "rsa" else args.records for s in args.suites}
+    if args.latency_log is not None:
+        args.latency_log.mkdir(parents=True, exist_ok=True)
     print(pipeline.report(pipeline.run(counts, args.latency_records, list(args.workers), args.repeat,
-                                       args.latency_rate)))  # fmt: skip
+                                       args.latency_rate, args.latency_log)))  # fmt: skip
     return 0
 
 
