@@ -448,9 +448,10 @@ def run(records: dict[str, int], latency_records: int, workers: list[int], repea
         for r in range(repeat):
             workdir = Path(tmp) / f"round-{r}"
             workdir.mkdir()
-            figures += [measure_suite(suite, n, count, latency_records, workdir, latency_rate,
-                                      latency_logs and latency_logs / f"{suite}-{n}w-round{r + 1}.csv")
-                        for suite, count in records.items() for n in workers]  # fmt: skip
+            for suite, count in records.items():
+                for n in workers:
+                    log = None if latency_logs is None else latency_logs / f"{suite}-{n}w-round{r + 1}.csv"
+                    figures.append(measure_suite(suite, n, count, latency_records, workdir, latency_rate, log))
     return figures
 
 
